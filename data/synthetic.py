@@ -1,0 +1,139 @@
+"""The tiny world's task: a chain of modular arithmetic operations with an exactly checkable answer.
+
+A problem is a start value and a list of operations (``+ 5``, ``* 3``, ``- 4``) applied in order modulo a small
+modulus. Traces come in two styles, each a list of labelled chunks (one paragraph each):
+
+- long style, like an R1 trace: one operation per step, with self-checks, detours, and now and then a wrong step
+  followed by "Wait, ..." and its correction;
+- short style: steps only, two operations folded into one line where it can, so it is far shorter and, for a
+  small model, less reliable.
+
+Labels (step, check, detour, mistake, correction, conclusion) are ground truth for the importance scorer's tests.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+OPS = {"+": lambda a, b, m: (a + b) % m, "-": lambda a, b, m: (a - b) % m, "*": lambda a, b, m: (a * b) % m}
+
+DETOURS = (
+    "Hmm, could the ops go in another order? No, they must be applied in order.",
+    "Alternatively, I could add up all the ops first. That fails once there is a times.",
+    "Let me recall what modulo {m} means: only the remainder after dividing by {m} is kept.",
+    "Hmm, maybe the start value does not matter. No, every op uses the value so far.",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticProblem:
+    start: int
+    ops: tuple[tuple[str, int], ...]
+    modulus: int = 10
+
+    @property
+    def question(self) -> str:
+        ops = " ".join(f"op{i}: {op} {b}." for i, (op, b) in enumerate(self.ops, 1))
+        return f"x = {self.start}. {ops} Find x after all ops, modulo {self.modulus}."
+
+    def values(self) -> list[int]:
+        """The value of x before the first op and after each op."""
+        values = [self.start]
+        for op, b in self.ops:
+            values.append(OPS[op](values[-1], b, self.modulus))
+        return values
+
+    @property
+    def answer(self) -> str:
+        return str(self.values()[-1])
+
+
+@dataclass(frozen=True)
+class Chunk:
+    agent: str  # "long" | "short": the agent whose style wrote it
+    label: str  # step | check | detour | mistake | correction | conclusion
+    text: str
+    done: int  # ops completed once this chunk is written
+
+
+def random_problem(rng: random.Random, min_ops: int, max_ops: int, modulus: int = 10) -> SyntheticProblem:
+    ops = tuple((rng.choice("+-*"), rng.randint(1, modulus - 1)) for _ in range(rng.randint(min_ops, max_ops)))
+    return SyntheticProblem(start=rng.randint(0, modulus - 1), ops=ops, modulus=modulus)
+
+
+def _step_text(index: str, a: int, op: str, b: int, result: int) -> str:
+    return f"op{index}: {a} {op} {b} = {result}."
+
+
+def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None) -> list[Chunk]:
+    """Long-style chunks for ops ``first..last-1`` (all ops by default)."""
+    last = len(problem.ops) if last is None else last
+    values, m = problem.values(), problem.modulus
+    chunks = []
+    for i in range(first, last):
+        (op, b), a, result = problem.ops[i], values[i], values[i + 1]
+        step = _step_text(str(i + 1), a, op, b, result)
+        if rng.random() < 0.15:
+            chunks.append(Chunk("long", "detour", rng.choice(DETOURS).format(m=m), i))
+        if rng.random() < 0.1:
+            wrong = (result + rng.randint(1, m - 1)) % m
+            chunks.append(Chunk("long", "mistake", _step_text(str(i + 1), a, op, b, wrong), i))
+            chunks.append(Chunk("long", "correction", f"Wait, that is wrong. {step}", i + 1))
+        else:
+            chunks.append(Chunk("long", "step", step, i + 1))
+        if rng.random() < 0.3:
+            chunks.append(Chunk("long", "check", f"Let me check {step[:-1]}. Correct.", i + 1))
+    return chunks
+
+
+def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = None) -> list[Chunk]:
+    """Short-style chunks: two ops per line, the intermediate value left unwritten."""
+    last = len(problem.ops) if last is None else last
+    values = problem.values()
+    chunks = []
+    i = first
+    while i < last:
+        if i + 1 < last:
+            (op1, b1), (op2, b2) = problem.ops[i], problem.ops[i + 1]
+            text = f"op{i + 1}-{i + 2}: {values[i]} {op1} {b1} {op2} {b2} = {values[i + 2]}."
+            i += 2
+        else:
+            op, b = problem.ops[i]
+            text = _step_text(str(i + 1), values[i], op, b, values[i + 1])
+            i += 1
+        chunks.append(Chunk("short", "step", text, i))
+    return chunks
+
+
+def conclusion(problem: SyntheticProblem, agent: str) -> Chunk:
+    return Chunk(agent, "conclusion", f"So x = {problem.answer}.", len(problem.ops))
+
+
+def summary_text(problem: SyntheticProblem, done: int) -> str:
+    """What a fold keeps of a segment: how far the ops have got and the value of x there."""
+    return f"After op{done}: x = {problem.values()[done]}." if done else f"Start: x = {problem.start}."
+
+
+def long_trace(problem: SyntheticProblem, rng: random.Random) -> list[Chunk]:
+    return long_chunks(problem, rng) + [conclusion(problem, "long")]
+
+
+def short_trace(problem: SyntheticProblem) -> list[Chunk]:
+    return short_chunks(problem) + [conclusion(problem, "short")]
+
+
+def mixed_trace(problem: SyntheticProblem, rng: random.Random) -> list[Chunk]:
+    """Runs of ops written alternately in long and short style, as two collaborating agents would."""
+    chunks: list[Chunk] = []
+    i, agent = 0, rng.choice(["long", "short"])
+    while i < len(problem.ops):
+        span = rng.randint(1, 2)
+        end = min(i + span, len(problem.ops))
+        chunks += long_chunks(problem, rng, i, end) if agent == "long" else short_chunks(problem, i, end)
+        i, agent = end, "short" if agent == "long" else "long"
+    return chunks + [conclusion(problem, agent)]
+
+
+def plain_text(chunks: list[Chunk]) -> str:
+    """The trace as an R1-style thinking text: one paragraph per chunk."""
+    return "\n\n".join(c.text for c in chunks)

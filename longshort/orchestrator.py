@@ -1,0 +1,170 @@
+"""The orchestrator: many transcripts, two hosted agents, one batched call per agent per round.
+
+Each round, every live transcript asks for its next turn: the router names the writer (or the memory policy
+forces a summary), the memory policy renders the context, and the orchestrator adds the open tag. All requests for
+one agent go to it as one batched call, both agents decode at the same time, and finished transcripts are handed
+to ``on_done`` at once (so a caller can write them to disk) and replaced by new problems.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from longshort.agents.backend import GenerationRequest
+from longshort.config import SamplingConfig, SolveConfig
+from longshort.memory import render
+from longshort.problem import Problem
+from longshort.protocol import Protocol
+from longshort.routers import make_router
+from longshort.transcript import Transcript, Turn
+
+
+@dataclass
+class _Step:
+    transcript: Transcript
+    agent: str
+    kind: str  # "think" | "summary"
+    forced_ids: list[int]
+    context_len: int
+    request: GenerationRequest
+
+
+class Orchestrator:
+    def __init__(self, agents: dict, tokenizer, protocol: Protocol, solve: SolveConfig, sampling: SamplingConfig):
+        self.agents = agents
+        self.tokenizer = tokenizer
+        self.protocol = protocol
+        self.solve_config = solve
+        self.sampling = sampling
+        self.router = make_router(solve.router, protocol)
+        self.max_context = {name: agent.info()["max_context"] for name, agent in agents.items()}
+        self.tag_ids = set(protocol.ids.values())
+        self.stats = {"backend_wait_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0}
+
+    def prompt_ids(self, question: str) -> list[int]:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+
+    def solve(self, problems: Iterable[Problem | tuple[Problem, int]],
+              on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
+        """Solve every problem (or (problem, sample index) pair); transcripts come back in completion order."""
+        start = time.perf_counter()
+        queue, live, finished = deque(problems), [], []
+        started: dict[int, float] = {}
+        while queue or live:
+            while queue and len(live) < self.solve_config.concurrency:
+                problem, sample = _with_sample(queue.popleft())
+                transcript = Transcript(problem, self.prompt_ids(problem.question), sample=sample)
+                started[id(transcript)] = time.perf_counter()
+                live.append(transcript)
+            steps = []
+            for transcript in live:
+                if time.perf_counter() - started[id(transcript)] > self.solve_config.timeout_s:
+                    transcript.stop_reason = "timeout"
+                else:
+                    step = self._plan(transcript)
+                    if step:
+                        steps.append(step)
+            self._run(steps)
+            for transcript in [t for t in live if t.done]:
+                transcript.seconds["wall"] = round(time.perf_counter() - started.pop(id(transcript)), 4)
+                live.remove(transcript)
+                finished.append(transcript)
+                if on_done:
+                    on_done(transcript)
+        self.stats["wall_s"] += time.perf_counter() - start
+        return finished
+
+    def _plan(self, transcript: Transcript) -> _Step | None:
+        """The next turn of ``transcript``, or None after setting its stop reason."""
+        cfg, memory = self.solve_config, self.solve_config.memory
+        if len(transcript.turns) >= cfg.max_turns:
+            transcript.stop_reason = "budget"
+            return None
+        segment_tokens = sum(len(t.token_ids) for t in transcript.turns
+                             if t.segment == transcript.segment and t.kind == "think")
+        if memory.policy != "unfold" and segment_tokens >= memory.segment_budget:
+            if transcript.folds >= memory.max_rounds:
+                transcript.stop_reason = "budget"
+                return None
+            agent, kind, max_new = memory.summarizer, "summary", memory.summary_cap
+            forced, stops = [self.protocol.ids["summary_open"]], (self.protocol.ids["summary_close"],)
+        else:
+            agent, kind = self.router.next_agent(transcript), "think"
+            left = (cfg.max_long_tokens if agent == "long" else cfg.max_short_tokens) - transcript.tokens(agent)
+            max_new = min(cfg.chunk_tokens, left)
+            if memory.policy != "unfold":
+                max_new = min(max_new, memory.segment_budget - segment_tokens)
+            if max_new < 1:
+                transcript.stop_reason = "budget"
+                return None
+            forced = [self.protocol.open_id(agent)]
+            stops = (self.protocol.close_id(agent), self.protocol.answer_close_id)
+            if agent == "short":
+                stops += (self.protocol.ids["handback"],)
+        context = render(transcript, memory.policy) + forced
+        max_new = min(max_new, self.max_context[agent] - len(context))
+        if max_new < 1:
+            transcript.stop_reason = "budget"
+            return None
+        request = GenerationRequest(context, max_new, stops, self.sampling.temperature, self.sampling.top_p,
+                                    self._seed(transcript))
+        return _Step(transcript, agent, kind, forced, len(context), request)
+
+    def _seed(self, transcript: Transcript) -> int:
+        """A seed per (run seed, problem, sample, turn): reproducible, and independent across problems."""
+        key = f"{self.sampling.seed}:{transcript.problem.id}:{transcript.sample}:{len(transcript.turns)}"
+        return zlib.crc32(key.encode())
+
+    def _run(self, steps: list[_Step]) -> None:
+        """Send each agent its requests as one batch, both agents at once, and apply the results."""
+        by_agent: dict[str, list[_Step]] = {}
+        for step in steps:
+            by_agent.setdefault(step.agent, []).append(step)
+        pending = {name: self.agents[name].submit([s.request for s in group]) for name, group in by_agent.items()}
+        self.stats["rounds"] += 1
+        self.stats["requests"] += len(steps)
+        for name, group in by_agent.items():
+            waited = time.perf_counter()
+            results = self.agents[name].result(pending[name])
+            self.stats["backend_wait_s"] += time.perf_counter() - waited
+            for step, result in zip(group, results):
+                step.transcript.seconds[name] = step.transcript.seconds.get(name, 0.0) + result.seconds / len(group)
+                self._apply(step, result.completions[0])
+
+    def _apply(self, step: _Step, completion) -> None:
+        transcript, tokens, p = step.transcript, completion.token_ids, self.protocol
+        ended = completion.stop_reason == "stop"
+        kind = "answer" if ended and tokens[-1] == p.answer_close_id else step.kind
+        closing = []
+        if not ended:  # the budget cut the turn: close it so the context stays well formed
+            closing = [p.ids["summary_close"] if kind == "summary" else p.close_id(step.agent)]
+        turn = Turn(step.agent, kind, step.forced_ids, tokens, completion.logprobs, completion.stop_reason,
+                    self.tokenizer.decode(tokens), transcript.segment, closing)
+        transcript.turns.append(turn)
+        transcript.peak_context = max(transcript.peak_context, step.context_len + len(tokens))
+        body = tokens[:-1] if ended else tokens
+        allowed = {p.answer_open_id} if kind == "answer" else set()
+        stray = [t for t in body if t in self.tag_ids - allowed]
+        if stray or (ended and tokens[-1] not in step.request.stop_token_ids):
+            what = self.tokenizer.decode(stray[:1]) if stray else "end of text"
+            self._stop(transcript, "malformed", f"{step.agent} wrote {what} inside a {step.kind} turn")
+        elif kind == "answer":
+            if p.answer_open_id not in body:
+                self._stop(transcript, "malformed", f"{step.agent} closed an answer it never opened")
+            else:
+                start = len(body) - body[::-1].index(p.answer_open_id)
+                transcript.answer = self.tokenizer.decode(body[start:]).strip()
+                transcript.stop_reason = "answered"
+
+    @staticmethod
+    def _stop(transcript: Transcript, reason: str, error: str) -> None:
+        transcript.stop_reason, transcript.error = reason, error
+
+
+def _with_sample(item) -> tuple[Problem, int]:
+    return item if isinstance(item, tuple) else (item, 0)

@@ -1,0 +1,60 @@
+"""The collaboration protocol's tags as token ids.
+
+Each tag must be exactly one token of the tokenizer: tiny tokenizers carry them as special tokens, real models get
+them as added tokens (``add_protocol_tokens``) before cold-start SFT. Generation stops on these ids, never on text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from longshort.config import ProtocolConfig
+
+AGENTS = ("long", "short")
+
+
+class ProtocolError(ValueError):
+    """A tokenizer that lacks the protocol's tags."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    config: ProtocolConfig
+    ids: dict[str, int]  # field of ProtocolConfig -> token id
+
+    @classmethod
+    def from_tokenizer(cls, config: ProtocolConfig, tokenizer, source: str) -> "Protocol":
+        ids, missing = {}, []
+        for field, tag in config.model_dump().items():
+            encoded = tokenizer.encode(tag, add_special_tokens=False)
+            if len(encoded) != 1:
+                missing.append(tag)
+            else:
+                ids[field] = encoded[0]
+        if missing:
+            raise ProtocolError(
+                f"tokenizer of {source} lacks the protocol tokens {', '.join(missing)}: each must be a single "
+                "token (run `longshort add-tokens` on the model, or use a tokenizer built with them)"
+            )
+        return cls(config, ids)
+
+    def open_id(self, agent: str) -> int:
+        return self.ids[f"{agent}_open"]
+
+    def close_id(self, agent: str) -> int:
+        return self.ids[f"{agent}_close"]
+
+    @property
+    def answer_open_id(self) -> int:
+        return self.ids["answer_open"]
+
+    @property
+    def answer_close_id(self) -> int:
+        return self.ids["answer_close"]
+
+
+def add_protocol_tokens(tokenizer, model, config: ProtocolConfig) -> int:
+    """Add the tags to a pretrained model's tokenizer and embeddings; returns how many were new."""
+    added = tokenizer.add_special_tokens({"additional_special_tokens": config.tags()}, replace_extra_special_tokens=False)
+    if added:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return added

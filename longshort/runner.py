@@ -1,0 +1,67 @@
+"""Putting a run together: host the agents, check they share a tokenizer, solve files resumably."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from longshort.config import Config, SolveConfig
+from longshort.jsonl import Appender, completed_keys
+from longshort.orchestrator import Orchestrator
+from longshort.problem import Problem
+from longshort.protocol import Protocol
+from longshort.transcript import Transcript
+
+
+def load_shared_tokenizer(config: Config):
+    """The tokenizer both agents speak; the transcript's ids mean the same thing to each."""
+    from longshort.agents.hf_backend import load_tokenizer
+
+    long_tok = load_tokenizer(config.long.path, config.long.trust_remote_code, "long")
+    if config.short.path != config.long.path:
+        short_tok = load_tokenizer(config.short.path, config.short.trust_remote_code, "short")
+        if short_tok.get_vocab() != long_tok.get_vocab():
+            raise ValueError(f"{config.source}: the long and short models must share one tokenizer "
+                             f"({config.long.path} and {config.short.path} differ)")
+    protocol = Protocol.from_tokenizer(config.protocol, long_tok, config.long.path)
+    return long_tok, protocol
+
+
+def start(config: Config, use_ray: bool = True):
+    """Hosted agents plus the shared tokenizer and protocol, ready for any number of orchestrators."""
+    from longshort.agents.actor import start_agents
+
+    tokenizer, protocol = load_shared_tokenizer(config)
+    agents = start_agents({"long": config.long, "short": config.short}, config.ray if use_ray else None)
+    return agents, tokenizer, protocol
+
+
+def orchestrator(config: Config, hosted, solve: SolveConfig | None = None) -> Orchestrator:
+    agents, tokenizer, protocol = hosted
+    return Orchestrator(agents, tokenizer, protocol, solve or config.solve, config.sampling)
+
+
+def transcript_key(record: dict) -> tuple[str, int]:
+    return record["problem"]["id"], record.get("sample", 0)
+
+
+def solve_file(orch: Orchestrator, problems: list[Problem], output: str | Path, samples: int = 1,
+               on_done=None) -> list[Transcript]:
+    """Solve ``problems`` × ``samples`` into ``output``, skipping what it already holds; appends as each finishes."""
+    from tqdm import tqdm
+
+    done = completed_keys(output, transcript_key)
+    todo = [(p, s) for p in problems for s in range(samples) if (p.id, s) not in done]
+    writer = Appender(output)
+    bar = tqdm(total=len(todo), desc=Path(output).stem, unit="transcript", file=sys.stderr, mininterval=1.0)
+
+    def finished(transcript: Transcript) -> None:
+        writer.write(transcript.to_dict())
+        bar.update()
+        if on_done:
+            on_done(transcript)
+
+    try:
+        return orch.solve(todo, on_done=finished)
+    finally:
+        bar.close()
+        writer.close()

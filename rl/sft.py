@@ -1,0 +1,92 @@
+"""Supervised training of a causal LM on (token ids, loss mask) samples.
+
+One loop serves the tiny world's pretraining and cold-start SFT: the loss covers only the tokens whose mask is 1,
+averaged over those tokens in the batch.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Sample:
+    input_ids: list[int]
+    loss_mask: list[int]  # 1 where the token is trained on
+
+    def __post_init__(self):
+        if len(self.input_ids) != len(self.loss_mask):
+            raise ValueError(f"sample has {len(self.input_ids)} ids but {len(self.loss_mask)} mask entries")
+
+
+def collate(samples: Sequence[Sample], pad_id: int):
+    """Right-padded ids, attention mask and labels (-100 where no loss)."""
+    import torch
+
+    width = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(samples), width), dtype=torch.long)
+    labels = torch.full((len(samples), width), -100, dtype=torch.long)
+    for row, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[row, :n] = torch.tensor(s.input_ids)
+        attention[row, :n] = 1
+        labels[row, :n] = torch.where(torch.tensor(s.loss_mask, dtype=torch.bool), ids[row, :n], -100)
+    return ids, attention, labels
+
+
+def masked_lm_loss(model, ids, attention, labels):
+    """Mean next-token cross-entropy over the labelled positions."""
+    import torch
+
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+def train(
+    model,
+    samples: Sequence[Sample],
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    pad_id: int,
+    seed: int = 0,
+    warmup: int = 50,
+    device: str = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+    desc: str = "train",
+) -> list[float]:
+    """AdamW with linear warm-up and cosine decay over ``steps`` random batches; returns the loss per step."""
+    import torch
+    from tqdm import tqdm
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    losses = []
+    bar = tqdm(range(steps), desc=desc, unit="step", mininterval=2.0)
+    for step in bar:
+        batch = [samples[rng.randrange(len(samples))] for _ in range(batch_size)]
+        ids, attention, labels = (t.to(device) for t in collate(batch, pad_id))
+        loss = masked_lm_loss(model, ids, attention, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        if on_step:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses

@@ -1,0 +1,51 @@
+"""The Ray actor hosting a model, for real: same answers as in-process, clear errors when it dies."""
+import os
+
+import pytest
+
+from longshort.agents.actor import AgentDiedError, LocalAgent, RayAgent, start_agents
+from longshort.agents.backend import GenerationRequest
+from longshort.agents.hf_backend import ModelLoadError
+
+
+def requests(tiny_config):
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.data.tiny_world import prompt_ids
+
+    tokenizer = load_tokenizer(tiny_config.long.path)
+    prompt = prompt_ids(tokenizer, "x = 3. op1: + 4. op2: * 2. op3: - 1. Find x after all ops, modulo 10.")
+    return [GenerationRequest(prompt, 24, temperature=0.0), GenerationRequest(prompt, 24, temperature=1.0, seed=4, n=2)]
+
+
+def test_ray_actor_returns_what_the_in_process_host_returns(tiny_config, local_ray):
+    agents = start_agents({"long": tiny_config.long, "short": tiny_config.short}, tiny_config.ray)
+    local = LocalAgent(tiny_config.long, "long")
+    batch = requests(tiny_config)
+    pending = {name: agent.submit(batch) for name, agent in agents.items()}  # both decode at once
+    remote = agents["long"].result(pending["long"])
+    agents["short"].result(pending["short"])
+    expected = local.generate(batch)
+    assert [[c.token_ids for c in r.completions] for r in remote] == [[c.token_ids for c in r.completions] for r in expected]
+    info = agents["long"].info()
+    assert info["name"] == "long" and info["pid"] != os.getpid()
+
+
+def test_dead_actor_error_names_the_agent(tiny_config, local_ray):
+    agent = RayAgent(tiny_config.short, "short")
+    local_ray.kill(agent.handle)
+    with pytest.raises(AgentDiedError, match="agent 'short' died"):
+        agent.generate(requests(tiny_config))
+
+
+def test_actor_with_restarts_comes_back(tiny_config, local_ray):
+    agent = RayAgent(tiny_config.short.model_copy(update={"max_restarts": 1}), "short")
+    first_pid = agent.info()["pid"]
+    local_ray.kill(agent.handle, no_restart=False)
+    assert agent.generate(requests(tiny_config))[0].completions[0].token_ids
+    assert agent.info()["pid"] != first_pid
+
+
+def test_missing_model_path_is_named(tiny_config, tmp_path):
+    config = tiny_config.long.model_copy(update={"path": str(tmp_path / "no-such-model")})
+    with pytest.raises(ModelLoadError, match="model path of long does not exist: .*no-such-model"):
+        LocalAgent(config, "long")

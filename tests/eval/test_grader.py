@@ -1,0 +1,253 @@
+"""Tests for longshort.eval.grader.
+
+Every gold answer of every benchmark must be accepted in the surface forms a model writes it in,
+and rejected against a wrong answer. The benchmark files live in the shared folder beside the
+repository (override with LONGSHORT_SHARED). GPQA question text is never copied here: only the
+answer letters are read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from longshort.eval.grader import extract_answer, grade, last_boxed
+
+SHARED = Path(os.environ.get("LONGSHORT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+
+# Golds that differ as strings but that math-verify rightly counts as the same answer,
+# so neither may serve as the other's wrong answer.
+SAME_ANSWER = {frozenset({"5", "x=5"})}
+
+
+def load(name: str) -> list[dict]:
+    path = SHARED / "benchmarks" / f"{name}.jsonl"
+    if not path.exists():
+        pytest.skip(f"benchmark file {path} not found; set LONGSHORT_SHARED")
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def boxed_forms(answer: str) -> list[str]:
+    return [
+        rf"\boxed{{{answer}}}",
+        rf"The answer is $\boxed{{{answer}}}$.",
+    ]
+
+
+def integer_forms(value: Decimal) -> list[str]:
+    """A whole number as models write it: plain, with a trailing .0, with thousands commas."""
+    n = int(value)
+    forms = [str(n), f"{n}.0"]
+    if abs(n) >= 1000:
+        forms.append(f"{n:,}")
+    return forms
+
+
+def wrong_gold(golds: list[str], i: int) -> str:
+    """Another row's gold answer that is different from row i's."""
+    def key(s):
+        return "".join(s.split())
+
+    for offset in range(1, len(golds)):
+        other = golds[(i + offset) % len(golds)]
+        if key(other) != key(golds[i]) and frozenset({golds[i], other}) not in SAME_ANSWER:
+            return other
+    raise AssertionError("every gold answer is the same")
+
+
+def failures(kind: str, cases: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """The (prediction, gold, expected) cases that grade gets wrong."""
+    return [(p, g, want) for p, g, want in cases if grade(kind, p, g) != want]
+
+
+# --- math ---------------------------------------------------------------------------------
+
+NUMBER = re.compile(r"-?\d*\.?\d+")
+
+
+def squeeze_spaces(latex: str) -> str:
+    """Drop whitespace except where it ends a command name (``\\cot x`` must keep its space)."""
+    return re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", latex)
+
+
+def swap_frac(latex: str) -> str:
+    return latex.replace(r"\dfrac", r"\frac") if r"\dfrac" in latex else latex.replace(r"\frac", r"\dfrac")
+
+
+def math_cases(golds: list[str]) -> list[tuple[str, str, bool]]:
+    cases = []
+    for i, gold in enumerate(golds):
+        right = [gold, squeeze_spaces(gold), swap_frac(gold)]
+        wrong = [wrong_gold(golds, i)]
+        if NUMBER.fullmatch(gold):
+            value = Decimal(gold)
+            if value == value.to_integral_value():
+                right += integer_forms(value)
+            else:
+                right.append(gold + "0")
+            wrong.append(str(value + 1))
+        cases += [(p, gold, True) for answer in dict.fromkeys(right) for p in boxed_forms(answer)]
+        cases += [(p, gold, False) for answer in wrong for p in boxed_forms(answer)]
+        # Only the last box counts.
+        cases.append((rf"$\boxed{{{wrong[0]}}}$, no wait, $\boxed{{{gold}}}$", gold, True))
+        cases.append((rf"$\boxed{{{gold}}}$, no wait, $\boxed{{{wrong[0]}}}$", gold, False))
+    return cases
+
+
+def test_math500_every_gold():
+    golds = [row["answer"] for row in load("math500")]
+    assert len(golds) == 500
+    assert failures("math", math_cases(golds)) == []
+
+
+@pytest.mark.parametrize("name", ["aime24", "aime25", "amc23"])
+def test_competition_every_gold(name):
+    # AMC golds are floats (27.0); AIME golds are strings, some zero-padded ("025").
+    golds = [str(row["answer"]) for row in load(name)]
+    assert failures("math", math_cases(golds)) == []
+
+
+HAND_WRITTEN_MATH = [
+    # (gold, prediction answer, equivalent?)
+    (r"\frac{1}{2}", "0.5", True),
+    (r"\frac{1}{2}", r"\dfrac12", True),
+    (r"\frac{1}{2}", "1/2", True),
+    (r"\frac{1}{2}", r"\tfrac{1}{2}", True),
+    (r"\frac{14}{3}", "4.666667", True),
+    (r"\frac{14}{3}", "4.67", False),
+    (r"\frac{1}{3}", "0.333", False),
+    ("23.0", "23", True),
+    ("23", "23.0", True),
+    ("204", "025", False),
+    ("025", "25", True),
+    ("0.15", r"15\%", True),
+    (r"3\sqrt{13}", r"\sqrt{117}", True),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})", True),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"\left(3,\ \frac{\pi}{2}\right)", True),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"(3, \pi)", False),
+    ("p - q", "-q+p", True),
+    ("p - q", "q - p", False),
+    (r"\text{Evelyn}", "Evelyn", True),
+    (r"\text{Evelyn}", r"\text{Navin}", False),
+    ("1,-2", "-2, 1", True),
+    ("1,-2", "1", False),
+    ("3, 5, 7", "7", False),
+    (r"10,\!080", "10080", True),
+    (r"\$32,\!348", "32,348", True),
+    ("90^\\circ", "90", True),
+    (r"\begin{pmatrix} -1/3 \\ 2/3 \end{pmatrix}", r"\begin{pmatrix} -\frac13 \\ \frac23 \end{pmatrix}", True),
+    ("2k+2", "2(k+1)", True),
+    (r"x \in [-2,7]", "[-2, 7]", True),
+    ("y = 2x + 3", "2x+3", True),
+]
+
+
+@pytest.mark.parametrize("gold, answer, equivalent", HAND_WRITTEN_MATH)
+def test_math_hand_written(gold, answer, equivalent):
+    assert grade("math", rf"so the answer is $\boxed{{{answer}}}$", gold) is equivalent
+
+
+def test_math_without_box_grades_whole_prediction():
+    assert grade("math", r"\dfrac12", r"\frac{1}{2}")
+    assert grade("math", "0.5", r"\frac{1}{2}")
+    assert grade("math", r"$\frac{14}{3}$", r"\frac{14}{3}")
+    assert extract_answer("math", "  7 \n") == "7"
+    assert extract_answer("math", "   ") is None
+
+
+# --- last_boxed ----------------------------------------------------------------------------
+
+def test_last_boxed_balances_braces():
+    assert last_boxed(r"\boxed{1} then \boxed{\frac{\sqrt{3}}{2}}.") == r"\frac{\sqrt{3}}{2}"
+    assert last_boxed(r"\boxed{\{1, 2\}}") == r"\{1, 2\}"
+    assert last_boxed("no box") is None
+
+
+def test_last_boxed_skips_a_truncated_box():
+    assert last_boxed(r"\boxed{3} and finally \boxed{\frac{4}{") == "3"
+
+
+# --- mcq -----------------------------------------------------------------------------------
+
+def test_gpqa_every_gold():
+    letters = [row["answer"] for row in load("gpqa_diamond")]
+    assert set(letters) <= set("ABCD")
+    cases = []
+    for gold in letters:
+        for letter in (gold, gold.lower()):
+            right = [rf"\boxed{{{letter}}}", f"({letter})", f"Answer: {letter}", f"The answer is {letter}.", letter]
+            cases += [(p, gold, True) for p in right]
+        for other in sorted(set("ABCD") - {gold}):
+            wrong = [rf"\boxed{{{other}}}", f"Answer: {other}", f"({gold}) looks tempting.\n\nAnswer: {other}"]
+            cases += [(p, gold, False) for p in wrong]
+    assert failures("mcq", cases) == []
+
+
+@pytest.mark.parametrize(
+    "prediction, letter",
+    [
+        (r"The final answer is $\boxed{\text{B}}$.", "B"),
+        ("**Answer:** D", "D"),
+        ("the correct answer is option c.", "C"),
+        ("The answer is a bit subtle, but B fits.", "B"),  # "a" is the article, not option A
+        ("A) 1 eV  B) 2 eV\nAnswer: B", "B"),
+        ("D-glucose is formed.", None),
+        ("no letter here", None),
+    ],
+)
+def test_mcq_extraction(prediction, letter):
+    assert extract_answer("mcq", prediction) == letter
+
+
+# --- gsm8k ---------------------------------------------------------------------------------
+
+def test_gsm8k_every_gold():
+    golds = [row["answer"] for row in load("gsm8k")]
+    assert all("####" in gold for gold in golds)
+    cases = []
+    for gold in golds:
+        value = Decimal(gold.rsplit("####", 1)[1].strip().replace(",", ""))
+        for answer in integer_forms(value):
+            right = boxed_forms(answer) + [rf"\boxed{{\${answer}}}", f"So she makes ${answer}.", answer]
+            cases += [(p, g, True) for p in right for g in (gold, answer)]
+        wrong = str(value + 1)
+        cases += [(p, gold, False) for p in boxed_forms(wrong) + [f"First {value}, then {wrong}."]]
+    assert failures("gsm8k", cases) == []
+
+
+@pytest.mark.parametrize(
+    "prediction, number",
+    [
+        ("5-3 = 2", "2"),
+        ("the change is -10 dollars", "-10"),
+        (r"\boxed{18 \text{ eggs}}, and 7 left over", "18"),
+        ("It costs $1,250.50 in total.", "1250.50"),
+        ("1,2,3", "3"),
+        ("no digits", None),
+    ],
+)
+def test_gsm8k_extraction(prediction, number):
+    assert extract_answer("gsm8k", prediction) == number
+
+
+def test_gsm8k_gold_must_be_a_number():
+    with pytest.raises(ValueError, match="not a number"):
+        grade("gsm8k", "3", "#### three")
+
+
+# --- synthetic and errors ------------------------------------------------------------------
+
+def test_synthetic_is_exact_after_stripping():
+    assert grade("synthetic", "  abc\n", "abc")
+    assert not grade("synthetic", "ABC", "abc")
+    assert not grade("synthetic", "a b c", "abc")
+
+
+def test_unknown_kind_is_named():
+    with pytest.raises(ValueError, match="'essay'"):
+        grade("essay", "x", "x")

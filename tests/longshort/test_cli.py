@@ -1,0 +1,37 @@
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def longshort(*args):
+    return subprocess.run([sys.executable, "-m", "longshort.cli", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_grade_prints_correct_or_incorrect():
+    ok = longshort("grade", "--kind", "math", "--prediction", r"so \boxed{\dfrac{1}{2}}", "--gold", "0.5")
+    assert (ok.returncode, ok.stdout.strip()) == (0, "correct")
+    wrong = longshort("grade", "--kind", "mcq", "--prediction", "Answer: B", "--gold", "C")
+    assert (wrong.returncode, wrong.stdout.strip()) == (0, "incorrect")
+
+
+def test_bad_config_is_one_clear_message(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("long: {path: a}\nshort: {path: b}\nsampling: {temprature: 1}\n")
+    result = longshort("tiny", "--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"longshort: error: {bad}: unknown key 'sampling.temprature'"
+
+
+def test_importing_longshort_loads_no_heavy_engine():
+    code = (
+        "import sys, longshort.cli, longshort.config, longshort.protocol, longshort.agents.actor, "
+        "longshort.agents.backend, longshort.agents.hf_backend, longshort.data.tiny_world, longshort.rl.sft\n"
+        "longshort.cli.build_parser()\n"
+        "heavy = [m for m in ('vllm', 'openrlhf', 'deepspeed', 'ray', 'torch', 'transformers') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from longshort.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_shipped_configs_validate(name):
+    config = load_config(REPO / "configs" / name)
+    assert config.long.path and config.short.path
+
+
+def test_relative_model_paths_resolve_against_the_config_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    config = load_config(write(tmp_path, "long: {path: ./m}\nshort: {path: Qwen/Qwen2.5-7B-Instruct}\n"))
+    assert config.long.path == str(tmp_path / "m")
+    assert config.short.path == "Qwen/Qwen2.5-7B-Instruct", "a hub name stays a hub name"
+
+
+def test_unknown_key_is_an_error_naming_file_and_key(tmp_path):
+    path = write(tmp_path, "long: {path: a, tempreature: 0.5}\nshort: {path: b}\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: unknown key 'long\.tempreature'"):
+        load_config(path)
+
+
+def test_wrong_type_and_missing_key_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"'sampling\.max_new_tokens'"):
+        load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nsampling: {max_new_tokens: lots}\n"))
+    with pytest.raises(ConfigError, match=r"'short': Field required"):
+        load_config(write(tmp_path, "long: {path: a}\n"))
+
+
+def test_unreadable_and_malformed_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="run.yaml: not valid YAML"):
+        load_config(write(tmp_path, "long: [unclosed\n"))
+    with pytest.raises(ConfigError, match="run.yaml: a config is a mapping"):
+        load_config(write(tmp_path, "- just\n- a list\n"))
+
+
+def test_trust_remote_code_is_off_unless_asked(tmp_path):
+    config = load_config(write(tmp_path, "long: {path: a}\nshort: {path: b, trust_remote_code: true}\n"))
+    assert config.long.trust_remote_code is False and config.short.trust_remote_code is True

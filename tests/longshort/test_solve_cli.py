@@ -1,0 +1,66 @@
+"""`longshort solve` on files: resumable output, clear errors for bad lines, --skip-bad."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def solve(*args, **kw):
+    cmd = [sys.executable, "-m", "longshort.cli", "solve", "--config", str(REPO / "configs/tiny.yaml"), "--no-ray", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, **kw)
+
+
+def write_problems(path, tiny_config, count):
+    rows = [json.loads(line) for line in open(Path(tiny_config.tiny.out_dir) / "heldout.jsonl")][:count]
+    path.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "answer": r["answer"]}) + "\n" for r in rows))
+    return [r["id"] for r in rows]
+
+
+def test_one_question_prints_the_transcript(tiny_config):
+    result = solve("x = 3. op1: + 4. op2: * 2. Find x after all ops, modulo 10.")
+    assert result.returncode == 0, result.stderr
+    assert "[long]" in result.stdout and "[short]" in result.stdout and "stop:" in result.stdout
+
+
+def test_killed_run_resumes_with_each_id_exactly_once(tiny_config, tmp_path):
+    ids = write_problems(tmp_path / "in.jsonl", tiny_config, 40)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "longshort.cli", "solve", "--config", str(REPO / "configs/tiny.yaml"), "--no-ray",
+           "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--concurrency", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(out.read_text().splitlines())
+    assert 3 <= partial < len(ids), "the kill should land halfway"
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line)["problem"]["id"] for line in out.read_text().splitlines()]
+    assert sorted(got) == sorted(ids)
+
+
+def test_bad_lines_are_named_and_skip_bad_goes_on(tiny_config, tmp_path):
+    good = write_problems(tmp_path / "good.jsonl", tiny_config, 2)
+    bad = tmp_path / "in.jsonl"
+    bad.write_bytes((tmp_path / "good.jsonl").read_bytes().splitlines(keepends=True)[0]
+                    + b'{"id": "empty", "question": "  "}\n'
+                    + b'{"id": "latin1", "question": "caf\xe9"}\n'
+                    + b'{"id": "cut", "question": \n'
+                    + (tmp_path / "good.jsonl").read_bytes().splitlines(keepends=True)[1])
+    result = solve("--input", str(bad), "--output", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 2
+    assert f"{bad}, line 2: problem empty: the question is empty" in result.stderr
+    result = solve("--input", str(bad), "--output", str(tmp_path / "out.jsonl"), "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    for line, what in ((2, "the question is empty"), (3, "not UTF-8"), (4, "not valid JSON")):
+        assert f"line {line}: " in result.stdout + result.stderr and what in result.stdout + result.stderr
+    got = [json.loads(line)["problem"]["id"] for line in open(tmp_path / "out.jsonl")]
+    assert sorted(got) == sorted(good)
