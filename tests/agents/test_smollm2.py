@@ -20,7 +20,7 @@ def chat_prompt(backend, question):
     ids = backend.tokenizer.apply_chat_template(
         [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
     )
-    return ids + [protocol.open_id("long")], protocol
+    return ids, protocol
 
 
 def test_protocol_tokens_are_added_single_tokens(smollm2):
@@ -32,7 +32,7 @@ def test_protocol_tokens_are_added_single_tokens(smollm2):
 
 def test_pretrained_chat_model_answers_through_the_backend(smollm2):
     prompt, protocol = chat_prompt(smollm2, "What is 2 + 3? Answer briefly.")
-    stops = (protocol.close_id("long"), protocol.answer_close_id)
+    stops = (protocol.close_id("long"), protocol.answer_close_id)  # besides its own end-of-turn token
     result = smollm2.generate([GenerationRequest(prompt, 24, stops, temperature=0.0)])[0]
     completion = result.completions[0]
     with torch.no_grad():
