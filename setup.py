@@ -27,6 +27,7 @@ setup(
         "tqdm>=4.66",
         "numpy>=1.26",
         "gguf>=0.10",
+        "accelerate>=1.0",  # transformers needs it to load GGUF checkpoints
     ],
     extras_require={
         "gpu": ["vllm==0.29.0"],
