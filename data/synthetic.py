@@ -1,12 +1,17 @@
 """The tiny world's task: a chain of modular arithmetic operations with an exactly checkable answer.
 
 A problem is a start value and a list of operations (``+ 5``, ``* 3``, ``- 4``) applied in order modulo a small
-modulus. Traces come in two styles, each a list of labelled chunks (one paragraph each):
+modulus, one per line of the question. Traces come in two styles, each a list of labelled chunks (one paragraph
+each):
 
-- long style, like an R1 trace: one operation per step, with self-checks, detours, and now and then a wrong step
-  followed by "Wait, ..." and its correction;
+- long style, like an R1 trace: one operation per step, each step restating its line of the question before the
+  arithmetic, with self-checks, detours, and now and then a wrong step followed by "Wait, ..." and its correction;
 - short style: steps only, two operations folded into one line where it can, so it is far shorter and, for a
   small model, less reliable.
+
+The formats are chosen so a two-layer model learns them in minutes on a CPU: a step starts with exactly the
+tokens of its question line (an induction head copies it), and no number follows a space, so with digits split
+by the tokenizer a digit is always the same token.
 
 Labels (step, check, detour, mistake, correction, conclusion) are ground truth for the importance scorer's tests.
 """
@@ -18,10 +23,10 @@ from dataclasses import dataclass
 OPS = {"+": lambda a, b, m: (a + b) % m, "-": lambda a, b, m: (a - b) % m, "*": lambda a, b, m: (a * b) % m}
 
 DETOURS = (
-    "Hmm, could the ops go in another order? No, they must be applied in order.",
-    "Alternatively, I could add up all the ops first. That fails once there is a times.",
-    "Let me recall what modulo {m} means: only the remainder after dividing by {m} is kept.",
-    "Hmm, maybe the start value does not matter. No, every op uses the value so far.",
+    "Hmm, the order of the ops matters.",
+    "Alternatively, add all ops first? No.",
+    "Modulo m keeps the remainder.",
+    "Let me go on.",
 )
 
 
@@ -33,8 +38,8 @@ class SyntheticProblem:
 
     @property
     def question(self) -> str:
-        ops = " ".join(f"op{i}: {op} {b}." for i, (op, b) in enumerate(self.ops, 1))
-        return f"x = {self.start}. {ops} Find x after all ops, modulo {self.modulus}."
+        ops = "".join(f"\n{_op_line(i, op, b)}" for i, (op, b) in enumerate(self.ops, 1))
+        return f"x={self.start}.{ops}\nFind x modulo m={self.modulus}."
 
     def values(self) -> list[int]:
         """The value of x before the first op and after each op."""
@@ -61,8 +66,12 @@ def random_problem(rng: random.Random, min_ops: int, max_ops: int, modulus: int 
     return SyntheticProblem(start=rng.randint(0, modulus - 1), ops=ops, modulus=modulus)
 
 
-def _step_text(index: str, a: int, op: str, b: int, result: int) -> str:
-    return f"op{index}: {a} {op} {b} = {result}."
+def _op_line(index: int, op: str, b: int) -> str:
+    return f"op{index}: {op}{b}."
+
+
+def _arithmetic(a: int, op: str, b: int, result: int) -> str:
+    return f"{a}{op}{b}={result}."
 
 
 def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None) -> list[Chunk]:
@@ -72,17 +81,17 @@ def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, l
     chunks = []
     for i in range(first, last):
         (op, b), a, result = problem.ops[i], values[i], values[i + 1]
-        step = _step_text(str(i + 1), a, op, b, result)
+        line, right = _op_line(i + 1, op, b), _arithmetic(a, op, b, result)
         if rng.random() < 0.15:
-            chunks.append(Chunk("long", "detour", rng.choice(DETOURS).format(m=m), i))
+            chunks.append(Chunk("long", "detour", rng.choice(DETOURS), i))
         if rng.random() < 0.1:
             wrong = (result + rng.randint(1, m - 1)) % m
-            chunks.append(Chunk("long", "mistake", _step_text(str(i + 1), a, op, b, wrong), i))
-            chunks.append(Chunk("long", "correction", f"Wait, that is wrong. {step}", i + 1))
+            chunks.append(Chunk("long", "mistake", f"{line} {_arithmetic(a, op, b, wrong)}", i))
+            chunks.append(Chunk("long", "correction", f"Wait, that is wrong: {right}", i + 1))
         else:
-            chunks.append(Chunk("long", "step", step, i + 1))
+            chunks.append(Chunk("long", "step", f"{line} {right}", i + 1))
         if rng.random() < 0.3:
-            chunks.append(Chunk("long", "check", f"Let me check {step[:-1]}. Correct.", i + 1))
+            chunks.append(Chunk("long", "check", f"Check: {right[:-1]}. Yes.", i + 1))
     return chunks
 
 
@@ -95,23 +104,23 @@ def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = N
     while i < last:
         if i + 1 < last:
             (op1, b1), (op2, b2) = problem.ops[i], problem.ops[i + 1]
-            text = f"op{i + 1}-{i + 2}: {values[i]} {op1} {b1} {op2} {b2} = {values[i + 2]}."
+            text = f"op{i + 1}-{i + 2}: {values[i]}{op1}{b1}{op2}{b2}={values[i + 2]}."
             i += 2
         else:
             op, b = problem.ops[i]
-            text = _step_text(str(i + 1), values[i], op, b, values[i + 1])
+            text = f"op{i + 1}: {_arithmetic(values[i], op, b, values[i + 1])}"
             i += 1
         chunks.append(Chunk("short", "step", text, i))
     return chunks
 
 
 def conclusion(problem: SyntheticProblem, agent: str) -> Chunk:
-    return Chunk(agent, "conclusion", f"So x = {problem.answer}.", len(problem.ops))
+    return Chunk(agent, "conclusion", f"So x={problem.answer}.", len(problem.ops))
 
 
 def summary_text(problem: SyntheticProblem, done: int) -> str:
     """What a fold keeps of a segment: how far the ops have got and the value of x there."""
-    return f"After op{done}: x = {problem.values()[done]}." if done else f"Start: x = {problem.start}."
+    return f"After op{done}: x={problem.values()[done]}." if done else f"Start: x={problem.start}."
 
 
 def long_trace(problem: SyntheticProblem, rng: random.Random) -> list[Chunk]:

@@ -32,7 +32,7 @@ from longshort.rl.samples import sft_samples
 from longshort.rl.sft import Sample, train
 from longshort.transcript import Transcript, Turn
 
-FORMAT_VERSION = 2  # bump when the generator or the encoding changes, so old builds are rebuilt
+FORMAT_VERSION = 3  # bump when the generator or the encoding changes, so old builds are rebuilt
 BASE_SPECIAL = ["<|pad|>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}{% endfor %}"
@@ -83,7 +83,10 @@ def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig)
 
     special = BASE_SPECIAL + protocol.tags()
     core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # digits split one by one, so a number's digits are the same tokens wherever it is written
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -140,11 +143,17 @@ def chunk_transcript(problem: Problem, synthetic: SyntheticProblem, chunks: list
 
 def training_samples(transcripts: list[tuple[Transcript, Transcript, Transcript]], agent: str,
                      rng: random.Random) -> list[Sample]:
-    """Per problem: the agent's own-style trace and the mixed one, unfolded, and one folded under a random policy."""
+    """Per problem: the agent's own-style trace, and either the mixed one or one folded under a random policy.
+
+    Own-style traces are half the data: solving alone is the skill that takes longest to learn.
+    """
     samples = []
     for own, mixed, folded in transcripts:
-        samples += sft_samples(own, agent) + sft_samples(mixed, agent)
-        samples += sft_samples(folded, agent, rng.choice(["fold-restart", "fold-append"]))
+        samples += sft_samples(own, agent)
+        if rng.random() < 0.5:
+            samples += sft_samples(mixed, agent)
+        else:
+            samples += sft_samples(folded, agent, rng.choice(["fold-restart", "fold-append"]))
     return samples
 
 

@@ -89,6 +89,21 @@ def _solve(args) -> int:
     return 0
 
 
+def _chunk(args) -> int:
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.chunking import chunk_file, summarize
+    from longshort.config import load_config
+    from longshort.jsonl import read_traces
+
+    config = load_config(args.config)
+    traces = read_traces(args.input, skip_bad=args.skip_bad)
+    tokenizer = load_tokenizer(args.tokenizer or config.long.path, config.long.trust_remote_code,
+                               "--tokenizer" if args.tokenizer else "long")
+    written = chunk_file(traces, args.output, tokenizer, config.chunking)
+    print(f"chunked {written} new traces into {args.output}; {summarize(args.output)}")
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.demo import run_demo
 
@@ -139,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")
     p.add_argument("--colour", action="store_true", help="colour even when not writing to a terminal")
     p.set_defaults(run=_solve)
+
+    p = sub.add_parser("chunk", help="cut a JSONL file of long chains of thought into thoughts (resumable)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its chunking section; the tokenizer of long.path")
+    p.add_argument("--input", required=True, help="JSONL with a thinking text per line (id optional)")
+    p.add_argument("--output", required=True, help="JSONL of chunks per trace, appended; a rerun skips done ids")
+    p.add_argument("--tokenizer", help="count tokens with this tokenizer instead of the long model's")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
+    p.set_defaults(run=_chunk)
 
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)

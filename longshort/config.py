@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -79,12 +79,12 @@ class TinyWorldConfig(Strict):
     seed: int = 0
     train_problems: int = 6000
     heldout_problems: int = 200
-    min_ops: int = 3
-    max_ops: int = 6
+    min_ops: int = 2
+    max_ops: int = 5
     modulus: int = 10
     vocab_size: int = 384
-    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=500)
-    short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=250)
+    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=1300)
+    short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=300)
     batch_size: int = 32
     learning_rate: float = 3e-3
 
@@ -110,6 +110,23 @@ class SolveConfig(Strict):
     concurrency: int = 64  # transcripts decoded together
 
 
+class ChunkingConfig(Strict):
+    """How a long chain of thought is cut into thoughts (longshort/chunking.py)."""
+
+    # A thought starts at a paragraph break or at one of these words opening a sentence (case-sensitive).
+    markers: tuple[str, ...] = ("Wait", "Alternatively", "Hmm", "Let me", "But", "So", "However", "Actually",
+                                "Hold on", "Therefore", "Now", "Okay")
+    min_tokens: int = Field(default=16, ge=1)  # shorter thoughts join the next one
+    max_tokens: int = 256  # longer ones are cut at sentence ends, else at token boundaries
+
+    @model_validator(mode="after")
+    def _room_to_split(self):
+        if self.max_tokens < 2 * self.min_tokens:
+            raise ValueError("max_tokens must be at least twice min_tokens, so an over-long thought can be cut "
+                             "into pieces that are all within bounds")
+        return self
+
+
 class RayConfig(Strict):
     address: str | None = None  # None starts a local Ray on 127.0.0.1
     num_cpus: int | None = None
@@ -122,6 +139,7 @@ class Config(Strict):
     solve: SolveConfig = SolveConfig()
     protocol: ProtocolConfig = ProtocolConfig()
     tiny: TinyWorldConfig | None = None
+    chunking: ChunkingConfig = ChunkingConfig()
     ray: RayConfig = RayConfig()
     source: str = ""  # the file this config was read from
 

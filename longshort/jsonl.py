@@ -20,26 +20,50 @@ class InputError(ValueError):
 
 def read_problems(path: str | Path, skip_bad: bool = False, default_kind: str = "synthetic") -> list[Problem]:
     """Problems from JSONL rows with ``question`` (and optional ``id``, ``answer``, ``kind``, ``source``)."""
-    problems = []
+    def problem(number: int, row: dict) -> Problem:
+        return Problem(
+            id=str(row.get("id", f"line-{number}")),
+            question=str(row.get("question") or ""),
+            answer=str(row.get("answer", "")),
+            source=str(row.get("source", Path(path).stem)),
+            kind=str(row.get("kind", default_kind)),
+        )
+
+    return _read(path, skip_bad, problem)
+
+
+def read_traces(path: str | Path, skip_bad: bool = False) -> list[tuple[str, str]]:
+    """``(id, thinking)`` of JSONL rows with a ``thinking`` text; the line number stands in for a missing id."""
+    lines: dict[str, int] = {}
+
+    def trace(number: int, row: dict) -> tuple[str, str]:
+        trace_id = str(row.get("id", f"line-{number}"))
+        thinking = row.get("thinking")
+        if not isinstance(thinking, str) or not thinking.strip():
+            raise ValueError(f"trace {trace_id}: no thinking text")
+        if lines.setdefault(trace_id, number) != number:  # outputs are keyed by id
+            raise ValueError(f"trace {trace_id}: the id is also on line {lines[trace_id]}")
+        return trace_id, thinking
+
+    return _read(path, skip_bad, trace)
+
+
+def _read(path: str | Path, skip_bad: bool, parse) -> list:
+    """``parse(number, row)`` of each row; a bad row stops the run with its file and line named, or is skipped."""
+    items = []
     for number, row in _rows(path):
         try:
             if isinstance(row, Exception):
                 raise row
             if not isinstance(row, dict):
                 raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-            problems.append(Problem(
-                id=str(row.get("id", f"line-{number}")),
-                question=str(row.get("question") or ""),
-                answer=str(row.get("answer", "")),
-                source=str(row.get("source", Path(path).stem)),
-                kind=str(row.get("kind", default_kind)),
-            ))
+            items.append(parse(number, row))
         except ValueError as e:
             message = f"{path}, line {number}: {e}"
             if not skip_bad:
                 raise InputError(message + " (pass --skip-bad to go on without it)") from None
             print(f"skipped {message}", file=sys.stderr)
-    return problems
+    return items
 
 
 def _rows(path: str | Path) -> Iterator[tuple[int, object]]:

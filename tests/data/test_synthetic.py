@@ -1,4 +1,5 @@
 import random
+import re
 
 from longshort.data.synthetic import (
     SyntheticProblem,
@@ -14,7 +15,7 @@ def test_answer_is_the_ops_applied_in_order_modulo():
     p = SyntheticProblem(start=7, ops=(("+", 5), ("*", 3), ("-", 4)), modulus=10)
     assert p.values() == [7, 2, 6, 2]
     assert p.answer == "2"
-    assert p.question == "x = 7. op1: + 5. op2: * 3. op3: - 4. Find x after all ops, modulo 10."
+    assert p.question == "x=7.\nop1: +5.\nop2: *3.\nop3: -4.\nFind x modulo m=10."
 
 
 def test_every_written_step_is_true_except_labelled_mistakes():
@@ -24,13 +25,16 @@ def test_every_written_step_is_true_except_labelled_mistakes():
         for chunks in (long_trace(p, rng), short_trace(p), mixed_trace(p, rng)):
             for chunk in chunks:
                 if chunk.label in ("step", "correction", "mistake"):
-                    lhs, rhs = chunk.text.rsplit(": ", 1)[1].rstrip(".").split(" = ")
-                    tokens = lhs.split()
+                    lhs, rhs = re.search(r"(\d+(?:[-+*]\d+)+)=(\d+)\.$", chunk.text).groups()
+                    tokens = re.findall(r"\d+|[-+*]", lhs)
                     value = int(tokens[0])
                     for op, b in zip(tokens[1::2], tokens[2::2]):
                         value = {"+": value + int(b), "-": value - int(b), "*": value * int(b)}[op] % p.modulus
                     assert (value == int(rhs)) == (chunk.label != "mistake"), chunk.text
-            assert chunks[-1].text == f"So x = {p.answer}."
+            assert chunks[-1].text == f"So x={p.answer}."
+        for chunk in long_trace(p, rng):
+            if chunk.label in ("step", "mistake"):  # a long step restates its question line verbatim
+                assert chunk.text.split(". ")[0] + "." in p.question.splitlines()
 
 
 def test_long_traces_carry_checks_detours_and_corrected_mistakes():

@@ -23,7 +23,7 @@ def write_problems(path, tiny_config, count):
 
 
 def test_one_question_prints_the_transcript(tiny_config):
-    result = solve("x = 3. op1: + 4. op2: * 2. Find x after all ops, modulo 10.")
+    result = solve("x=3.\nop1: +4.\nop2: *2.\nop3: +5.\nFind x modulo m=10.")
     assert result.returncode == 0, result.stderr
     assert "[long]" in result.stdout and "[short]" in result.stdout and "stop:" in result.stdout
 

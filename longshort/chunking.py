@@ -1,0 +1,113 @@
+"""Cut a long chain of thought into thoughts: the units that importance scoring rolls out from.
+
+A thought starts at a paragraph break or at a discourse marker opening a sentence ("Wait", "Hmm", ...). A piece
+under ``min_tokens`` joins the next one (the last joins the one before); a piece over ``max_tokens`` is cut at
+sentence ends, or at token boundaries when one sentence is longer than that. Every cut is a token boundary of one
+encoding of the whole trace, so the token spans index that encoding and the chunk texts join back to the input.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from bisect import bisect_right
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from longshort.config import ChunkingConfig
+from longshort.jsonl import Appender, completed_keys
+
+PARAGRAPH = re.compile(r"\n\s*\n\s*(?=\S)")
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)|\n\s*(?=\S)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # characters of the trace text
+    end: int
+    token_start: int  # tokens of the whole trace's encoding
+    token_end: int
+    text: str
+
+    @property
+    def tokens(self) -> int:
+        return self.token_end - self.token_start
+
+
+def marker_pattern(markers: tuple[str, ...]) -> re.Pattern:
+    """A marker as a whole word at the start of the text, of a line or of a sentence; group 1 is the marker."""
+    words = "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True))
+    return re.compile(rf"(?:^|(?<=[.!?\n]))\s*({words})(?!\w)")
+
+
+def chunk_text(text: str, tokenizer, config: ChunkingConfig) -> list[Chunk]:
+    """The thoughts of ``text``, in order; one encoding of the whole text (a fast tokenizer's offsets) places them."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    n = len(offsets)
+    ends = [end for _, end in offsets]
+
+    def token_at(char: int) -> int:
+        """The boundary before the token holding ``char`` (which may carry the space before it), never between the
+        byte tokens of one character."""
+        t = bisect_right(ends, char)
+        while 0 < t < n and offsets[t][0] < offsets[t - 1][1]:
+            t -= 1
+        return t
+
+    natural = {token_at(m.end()) for m in PARAGRAPH.finditer(text)}
+    natural |= {token_at(m.start(1)) for m in marker_pattern(config.markers).finditer(text)}
+    cuts = [0]
+    for t in sorted(natural):
+        if t - cuts[-1] >= config.min_tokens and t < n:
+            cuts.append(t)
+    if len(cuts) > 1 and n - cuts[-1] < config.min_tokens:
+        cuts.pop()
+    cuts.append(n)
+
+    sentences = sorted({token_at(m.end()) for m in SENTENCE.finditer(text)})
+    bounded = [0]
+    for end in cuts[1:]:
+        while end - bounded[-1] > config.max_tokens:
+            bounded.append(_split_point(bounded[-1], end, sentences, offsets, config))
+        bounded.append(end)
+
+    chars = [0] + [offsets[t][0] for t in bounded[1:-1]] + [len(text)]
+    return [Chunk(chars[i], chars[i + 1], bounded[i], bounded[i + 1], text[chars[i]:chars[i + 1]])
+            for i in range(len(bounded) - 1)]
+
+
+def _split_point(start: int, end: int, sentences: list[int], offsets, config: ChunkingConfig) -> int:
+    """The latest cut that leaves a first piece of at most max_tokens and a rest of at least min_tokens."""
+    lo, hi = start + config.min_tokens, min(start + config.max_tokens, end - config.min_tokens)
+    i = bisect_right(sentences, hi) - 1
+    if i >= 0 and sentences[i] >= lo:
+        return sentences[i]
+    return next((t for t in range(hi, lo - 1, -1) if offsets[t][0] >= offsets[t - 1][1]), hi)
+
+
+def chunk_file(traces: list[tuple[str, str]], output: str | Path, tokenizer, config: ChunkingConfig) -> int:
+    """Chunk ``(id, thinking)`` traces into ``output``, one record per trace, skipping ids it already holds."""
+    from tqdm import tqdm
+
+    done = completed_keys(output, lambda record: record["id"])
+    todo = [(trace_id, text) for trace_id, text in traces if trace_id not in done]
+    writer = Appender(output)
+    try:
+        for trace_id, text in tqdm(todo, desc=Path(output).stem, unit="trace", file=sys.stderr, mininterval=1.0):
+            writer.write({"id": trace_id, "chunks": [asdict(c) for c in chunk_text(text, tokenizer, config)]})
+    finally:
+        writer.close()
+    return len(todo)
+
+
+def summarize(output: str | Path) -> str:
+    """The traces and chunks in ``output`` and the spread of chunk lengths."""
+    with open(output, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    ranked = sorted(c["token_end"] - c["token_start"] for r in records for c in r["chunks"])
+    if not ranked:
+        return f"{len(records)} traces, 0 chunks"
+    p90 = ranked[-(-9 * len(ranked) // 10) - 1]  # nearest rank
+    return (f"{len(records)} traces, {len(ranked)} chunks, tokens per chunk: min {ranked[0]}, "
+            f"median {statistics.median(ranked):g}, p90 {p90}, max {ranked[-1]}")
