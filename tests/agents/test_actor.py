@@ -13,7 +13,7 @@ def requests(tiny_config):
     from longshort.data.tiny_world import prompt_ids
 
     tokenizer = load_tokenizer(tiny_config.long.path)
-    prompt = prompt_ids(tokenizer, "x = 3. op1: + 4. op2: * 2. op3: - 1. Find x after all ops, modulo 10.")
+    prompt = prompt_ids(tokenizer, "x=3.\nop1: +4.\nop2: *2.\nop3: -1.\nFind x modulo m=10.")
     return [GenerationRequest(prompt, 24, temperature=0.0), GenerationRequest(prompt, 24, temperature=1.0, seed=4, n=2)]
 
 
