@@ -43,6 +43,18 @@ def smollm2_path():
 
 
 @pytest.fixture(scope="session")
+def shared_file():
+    """``shared_file("traces/x.jsonl")``: a file of the shared data folder ($LONGSHORT_SHARED); skips when absent."""
+    def find(relative: str) -> Path:
+        path = SHARED / relative
+        if not path.exists():
+            pytest.skip(f"{path} not found; set LONGSHORT_SHARED")
+        return path
+
+    return find
+
+
+@pytest.fixture(scope="session")
 def local_ray():
     import ray
 

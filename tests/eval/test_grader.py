@@ -8,28 +8,26 @@ answer letters are read.
 from __future__ import annotations
 
 import json
-import os
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from longshort.eval.grader import extract_answer, grade, last_boxed
-
-SHARED = Path(os.environ.get("LONGSHORT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 
 # Golds that differ as strings but that math-verify rightly counts as the same answer,
 # so neither may serve as the other's wrong answer.
 SAME_ANSWER = {frozenset({"5", "x=5"})}
 
 
-def load(name: str) -> list[dict]:
-    path = SHARED / "benchmarks" / f"{name}.jsonl"
-    if not path.exists():
-        pytest.skip(f"benchmark file {path} not found; set LONGSHORT_SHARED")
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+@pytest.fixture
+def load(shared_file):
+    """Rows of a benchmark file of the shared data folder."""
+    def rows(name: str) -> list[dict]:
+        with shared_file(f"benchmarks/{name}.jsonl").open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    return rows
 
 
 def boxed_forms(answer: str) -> list[str]:
@@ -99,14 +97,14 @@ def math_cases(golds: list[str]) -> list[tuple[str, str, bool]]:
     return cases
 
 
-def test_math500_every_gold():
+def test_math500_every_gold(load):
     golds = [row["answer"] for row in load("math500")]
     assert len(golds) == 500
     assert failures("math", math_cases(golds)) == []
 
 
 @pytest.mark.parametrize("name", ["aime24", "aime25", "amc23"])
-def test_competition_every_gold(name):
+def test_competition_every_gold(name, load):
     # AMC golds are floats (27.0); AIME golds are strings, some zero-padded ("025").
     golds = [str(row["answer"]) for row in load(name)]
     assert failures("math", math_cases(golds)) == []
@@ -174,7 +172,7 @@ def test_last_boxed_skips_a_truncated_box():
 
 # --- mcq -----------------------------------------------------------------------------------
 
-def test_gpqa_every_gold():
+def test_gpqa_every_gold(load):
     letters = [row["answer"] for row in load("gpqa_diamond")]
     assert set(letters) <= set("ABCD")
     cases = []
@@ -206,7 +204,7 @@ def test_mcq_extraction(prediction, letter):
 
 # --- gsm8k ---------------------------------------------------------------------------------
 
-def test_gsm8k_every_gold():
+def test_gsm8k_every_gold(load):
     golds = [row["answer"] for row in load("gsm8k")]
     assert all("####" in gold for gold in golds)
     cases = []

@@ -1,6 +1,5 @@
 """The thought chunker on the 291 real R1 traces with SmolLM2's tokenizer, and `longshort chunk` end to end."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,16 +12,12 @@ from longshort.cli import main
 from longshort.config import ChunkingConfig
 from longshort.jsonl import InputError, read_traces
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("LONGSHORT_SHARED", REPO.parent / "shared"))
 CONFIG = ChunkingConfig()
 
 
 @pytest.fixture(scope="module")
-def traces():
-    path = SHARED / "traces" / "limo_r1_distill_qwen32b.jsonl"
-    if not path.exists():
-        pytest.skip(f"trace file {path} not found; set LONGSHORT_SHARED")
-    return path
+def traces(shared_file):
+    return shared_file("traces/limo_r1_distill_qwen32b.jsonl")
 
 
 @pytest.fixture(scope="module")
