@@ -63,6 +63,7 @@ class Completion:
 class GenerationResult:
     completions: list[Completion]
     prompt_tokens: int
+    prefill_tokens: int  # prompt tokens the engine computed for this request; fewer when a prefix was reused
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
 

@@ -1,13 +1,16 @@
 """The transformers backend: batched sampling with a KV cache, on CPU or one GPU.
 
-Identical prompts in one call are prefilled once and their cache rows shared (the ``n`` samples of a request, or
-the same context asked for twice), and finished rows leave the batch, so a long straggler does not carry the
-rest. Sampling draws from per-row seeded generators, so a seeded request gives the same tokens whatever else is
-in the batch.
+Prefix reuse (``prefix_reuse``, on by default): identical prompts in one call are prefilled once and their cache
+rows shared (the ``n`` samples of a request, or the same context asked for twice), and every prompt's KV is kept
+in a ``PrefixCache``, so a later prompt that starts with the same tokens (the next turn of a transcript, the next
+prefix of a trace being scored) prefills only what follows. Finished rows leave the batch, so a long straggler
+does not carry the rest. Sampling draws from per-row seeded generators, so a seeded request gives the same tokens
+whatever else is in the batch.
 """
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +44,56 @@ def _dtype(name: str):
     return "auto" if name == "auto" else getattr(torch, name)
 
 
+class PrefixCache:
+    """The KV of prompts already prefilled, one entry per prompt, least recently used out first.
+
+    ``lookup`` finds the longest common prefix with any entry: the KV of a position depends only on the tokens up to
+    it, so a shared prefix is valid however the two sequences go on. Bounded by ``max_tokens`` positions.
+    """
+
+    def __init__(self, max_tokens: int):
+        self.max_tokens = max_tokens
+        self.entries: OrderedDict[tuple[int, ...], tuple] = OrderedDict()  # ids -> (ids array, [(keys, values)])
+        self.tokens = 0
+
+    def lookup(self, prompt: tuple[int, ...]):
+        """``(length, per-layer (keys, values))`` of the longest cached prefix, leaving at least the last token of
+        ``prompt`` to compute (its logits start generation); ``(0, None)`` when nothing is shared."""
+        import numpy as np
+
+        wanted = np.asarray(prompt)
+        best, best_key = 0, None
+        for key, (ids, _) in self.entries.items():
+            n = min(len(ids), len(wanted) - 1)
+            if n <= best:
+                continue
+            differ = np.flatnonzero(ids[:n] != wanted[:n])
+            common = int(differ[0]) if len(differ) else n
+            if common > best:
+                best, best_key = common, key
+        if best_key is None:
+            return 0, None
+        self.entries.move_to_end(best_key)
+        return best, [(k[:, :best], v[:, :best]) for k, v in self.entries[best_key][1]]
+
+    def add(self, ids: tuple[int, ...], layers) -> None:
+        """Keep ``layers`` (per layer, keys and values of shape [heads, len(ids), head dim]) for ``ids``."""
+        import numpy as np
+
+        if len(ids) > self.max_tokens or ids in self.entries:
+            return
+        for key in [k for k in self.entries if len(k) < len(ids) and ids[: len(k)] == k]:
+            self._drop(key)  # a prefix of the new entry adds nothing
+        while self.tokens + len(ids) > self.max_tokens:
+            self._drop(next(iter(self.entries)))
+        self.entries[ids] = (np.asarray(ids), layers)
+        self.tokens += len(ids)
+
+    def _drop(self, key) -> None:
+        del self.entries[key]
+        self.tokens -= len(key)
+
+
 class HFBackend:
     def __init__(self, config: ModelConfig, name: str):
         import torch
@@ -60,25 +113,28 @@ class HFBackend:
         self.max_context = config.max_context or self.model.config.max_position_embeddings
         self.eos_token_id = self.tokenizer.eos_token_id
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.prefix_cache = PrefixCache(config.prefix_cache_tokens) if config.prefix_reuse else None
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         start = time.perf_counter()
         rows = [(i, j) for i, r in enumerate(requests) for j in range(r.n)]
         budgets = [check_fits(r, self.max_context, self.name) for r in requests]
         outputs: dict[tuple[int, int], Completion] = {}
-        prefill = 0
+        prefill = [0] * len(requests)
         size = self.config.max_batch_size
         for lo in range(0, len(rows), size):
             done, computed = self._generate_rows(requests, budgets, rows[lo : lo + size])
             outputs.update(done)
-            prefill += computed
+            for i, count in computed.items():
+                prefill[i] += count
         seconds = time.perf_counter() - start
         return [
             GenerationResult(
                 completions=[outputs[(i, j)] for j in range(r.n)],
                 prompt_tokens=len(r.prompt_ids),
+                prefill_tokens=prefill[i],
                 seconds=seconds,
-                meta={"prefill_tokens": prefill, "batch_rows": len(rows)},
+                meta={"batch_rows": len(rows)},
             )
             for i, r in enumerate(requests)
         ]
@@ -86,29 +142,17 @@ class HFBackend:
     def _generate_rows(self, requests, budgets, rows):
         """Decode one micro-batch of (request, sample) rows; returns their completions and prefill tokens."""
         import torch
-        from transformers import DynamicCache
 
         dev = self.device
-        prompts = sorted({requests[i].prompt_ids for i, _ in rows}, key=len)
+        if self.prefix_cache is None:  # every row encodes its own prompt
+            keys = [(requests[i].prompt_ids, n) for n, (i, _) in enumerate(rows)]
+        else:
+            keys = [(requests[i].prompt_ids, 0) for i, _ in rows]
+        prompts = sorted(set(keys), key=lambda key: len(key[0]))
         prompt_index = {p: k for k, p in enumerate(prompts)}
-        width = len(prompts[-1])
-        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for k, p in enumerate(prompts):  # left padding: every row's next token sits at the same column
-            ids[k, width - len(p) :] = torch.tensor(p)
-            mask[k, width - len(p) :] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
-        cache = DynamicCache(config=self.model.config)
         with torch.inference_mode():
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            select = torch.tensor([prompt_index[requests[i].prompt_ids] for i, _ in rows], device=dev)
+            out, cache, mask, computed = self._prefill([p for p, _ in prompts])
+            select = torch.tensor([prompt_index[key] for key in keys], device=dev)
             cache.batch_select_indices(select)
             logits = out.logits[select, -1, :].float()
             mask = mask[select]
@@ -164,7 +208,56 @@ class HFBackend:
             key: Completion(tokens[n], logps[n] if reqs[n].logprobs else None, reasons[n])
             for n, key in enumerate(rows)
         }
-        return done, sum(len(p) for p in prompts)
+        first_row = {}
+        for key, (i, _) in zip(keys, rows):
+            first_row.setdefault(key, i)
+        prefill = {}
+        for key, count in zip(prompts, computed):
+            prefill[first_row[key]] = prefill.get(first_row[key], 0) + count
+        return done, prefill
+
+    def _prefill(self, prompts: list[tuple[int, ...]]):
+        """Run the prompts' uncached tokens; returns the model output, the cache, the attention mask and the tokens
+        computed per prompt.
+
+        Row layout: the cached prefix's KV right-aligned in the past columns, then the rest of the prompt
+        right-aligned in the new columns, so every row's next token sits in the last column.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        dev = self.device
+        hits = [self.prefix_cache.lookup(p) if self.prefix_cache else (0, None) for p in prompts]
+        past = max(n for n, _ in hits)
+        rests = [p[n:] for p, (n, _) in zip(prompts, hits)]
+        width = max(len(r) for r in rests)
+        ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), past + width), dtype=torch.long)
+        positions = torch.zeros((len(prompts), width), dtype=torch.long)
+        for k, (rest, (n, _)) in enumerate(zip(rests, hits)):
+            ids[k, width - len(rest) :] = torch.tensor(rest)
+            mask[k, past - n : past] = 1
+            mask[k, past + width - len(rest) :] = 1
+            positions[k, width - len(rest) :] = torch.arange(n, n + len(rest))
+        cache = DynamicCache(config=self.model.config)
+        if past:
+            sample = next(layers for n, layers in hits if n)
+            for layer, (keys, values) in enumerate(sample):
+                shape = (len(prompts), keys.shape[0], past, keys.shape[2])
+                all_keys, all_values = keys.new_zeros(shape), values.new_zeros(shape)
+                for k, (n, layers) in enumerate(hits):
+                    if n:
+                        all_keys[k, :, past - n :], all_values[k, :, past - n :] = layers[layer]
+                cache.update(all_keys, all_values, layer)
+        mask = mask.to(dev)
+        out = self.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=positions.to(dev),
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        if self.prefix_cache is not None:
+            for k, prompt in enumerate(prompts):
+                where = mask[k].nonzero()[:, 0]
+                self.prefix_cache.add(prompt, [(layer.keys[k][:, where], layer.values[k][:, where])
+                                               for layer in cache.layers])
+        return out, cache, mask, [len(r) for r in rests]
 
     def _uniforms(self, request: GenerationRequest, sample: int, count: int):
         """The random draws of one sample, from its own seeded stream (seed + sample index)."""

@@ -74,7 +74,7 @@ class VLLMBackend:
             dtype=config.dtype,
             trust_remote_code=config.trust_remote_code,
             max_model_len=self.max_context,
-            enable_prefix_caching=config.enable_prefix_caching,
+            enable_prefix_caching=config.prefix_reuse,
             generation_config="vllm",  # no sampling defaults or extra stop ids from generation_config.json
             logprobs_mode="raw_logprobs",
             seed=0,
@@ -107,8 +107,9 @@ class VLLMBackend:
                 GenerationResult(
                     completions=completions,
                     prompt_tokens=len(request.prompt_ids),
+                    prefill_tokens=len(request.prompt_ids) - (output.num_cached_tokens or 0),
                     seconds=seconds,
-                    meta={"cached_prompt_tokens": output.num_cached_tokens or 0, "batch_requests": len(requests)},
+                    meta={"batch_requests": len(requests)},
                 )
             )
         return results

@@ -10,8 +10,9 @@ each):
   small model, less reliable.
 
 The formats are chosen so a two-layer model learns them in minutes on a CPU: a step starts with exactly the
-tokens of its question line (an induction head copies it), and no number follows a space, so with digits split
-by the tokenizer a digit is always the same token.
+tokens of its question line, whose label (``op3:``) the tiny tokenizer keeps as one token, so an induction head
+finds the line by a one-token match and copies it; and no number follows a space, so with digits split by the
+tokenizer a digit is always the same token.
 
 Labels (step, check, detour, mistake, correction, conclusion) are ground truth for the importance scorer's tests.
 """
@@ -66,8 +67,12 @@ def random_problem(rng: random.Random, min_ops: int, max_ops: int, modulus: int 
     return SyntheticProblem(start=rng.randint(0, modulus - 1), ops=ops, modulus=modulus)
 
 
+def op_label(index: int) -> str:
+    return f"op{index}:"
+
+
 def _op_line(index: int, op: str, b: int) -> str:
-    return f"op{index}: {op}{b}."
+    return f"{op_label(index)} {op}{b}."
 
 
 def _arithmetic(a: int, op: str, b: int, result: int) -> str:

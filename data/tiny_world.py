@@ -21,18 +21,19 @@ from longshort.data.synthetic import (
     SyntheticProblem,
     long_trace,
     mixed_trace,
+    op_label,
     plain_text,
     random_problem,
     short_trace,
     summary_text,
 )
 from longshort.problem import Problem
-from longshort.protocol import Protocol
+from longshort.protocol import Protocol, prompt_ids
 from longshort.rl.samples import sft_samples
 from longshort.rl.sft import Sample, train
 from longshort.transcript import Transcript, Turn
 
-FORMAT_VERSION = 3  # bump when the generator or the encoding changes, so old builds are rebuilt
+FORMAT_VERSION = 4  # bump when the generator or the encoding changes, so old builds are rebuilt
 BASE_SPECIAL = ["<|pad|>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}{% endfor %}"
@@ -77,8 +78,8 @@ def as_problem(p: SyntheticProblem, index: int) -> Problem:
     )
 
 
-def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig, max_ops: int):
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     special = BASE_SPECIAL + protocol.tags()
@@ -95,6 +96,8 @@ def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig)
         show_progress=False,
     )
     core.train_from_iterator(texts, trainer)
+    # each operation's label is one token, so a step finds its line of the question with a one-token match
+    core.add_tokens([AddedToken(op_label(k), normalized=False) for k in range(1, max_ops + 1)])
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         eos_token="<|endoftext|>",
@@ -102,12 +105,6 @@ def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig)
         extra_special_tokens=BASE_SPECIAL[2:] + protocol.tags(),
         chat_template=CHAT_TEMPLATE,
         model_max_length=MAX_POSITIONS,
-    )
-
-
-def prompt_ids(tokenizer, question: str) -> list[int]:
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
     )
 
 
@@ -195,7 +192,7 @@ def build(config: Config, force: bool = False, log=print) -> Path:
 
     corpus = [p.question for p in train_set[:2000]] + [plain_text(t) for _, *styles in traces[:2000] for t in styles]
     corpus += [summary_text(p, k) for p in train_set[:200] for k in range(len(p.ops) + 1)]
-    tokenizer = build_tokenizer(corpus, tiny.vocab_size, config.protocol)
+    tokenizer = build_tokenizer(corpus, tiny.vocab_size, config.protocol, tiny.max_ops)
     protocol = Protocol.from_tokenizer(config.protocol, tokenizer, "the tiny tokenizer")
 
     for agent, shape in (("long", tiny.long_model), ("short", tiny.short_model)):

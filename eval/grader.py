@@ -82,6 +82,20 @@ def grade(kind: str, prediction: str, gold: str) -> bool:
     return answer == gold.strip()
 
 
+def check_gold(kind: str, gold: str) -> None:
+    """Raise ValueError when ``grade`` could never match ``gold`` (so every sample would count as wrong)."""
+    usable = {
+        "math": lambda: bool(_parse_math(gold)),
+        "mcq": lambda: gold.strip().upper() in ("A", "B", "C", "D"),
+        "gsm8k": lambda: _gsm8k_gold(gold) is not None,
+        "synthetic": lambda: bool(gold.strip()),
+    }
+    if kind not in usable:
+        raise ValueError(f"unknown answer kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if not usable[kind]():
+        raise ValueError(f"the {kind} grader cannot read the gold answer {gold!r}")
+
+
 def _parse_math(answer: str) -> list:
     """Parse a bare answer with math-verify.
 

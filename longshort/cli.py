@@ -104,6 +104,27 @@ def _chunk(args) -> int:
     return 0
 
 
+def _score(args) -> int:
+    import json
+
+    from longshort.config import ConfigError, ScoringConfig, load_config
+    from longshort.importance import read_scoring_inputs, score_file
+    from longshort.runner import start
+
+    config = load_config(args.config)
+    if args.rollouts is not None or args.policy:
+        overrides = {"rollouts": args.rollouts, "policy": args.policy}
+        data = config.scoring.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+        try:
+            config = config.model_copy(update={"scoring": ScoringConfig.model_validate(data)})
+        except ValueError as e:
+            raise ConfigError(f"--rollouts/--policy: {e.errors()[0]['msg']}") from None
+    inputs = read_scoring_inputs(args.input, skip_bad=args.skip_bad, default_kind=args.kind)
+    stats = score_file(config, start(config, use_ray=not args.no_ray), inputs, args.output)
+    print(json.dumps({k: round(v, 2) for k, v in stats.items()}), file=sys.stderr)
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.demo import run_demo
 
@@ -162,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="count tokens with this tokenizer instead of the long model's")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
     p.set_defaults(run=_chunk)
+
+    p = sub.add_parser("score", help="Monte Carlo importance of each thought of each trace (resumable)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its scoring and chunking sections and the models")
+    p.add_argument("--input", required=True, help="JSONL with id, problem, thinking, answer (and kind) per line")
+    p.add_argument("--output", required=True, help="JSONL of scored chunks per trace, appended; a rerun skips done ids")
+    p.add_argument("--rollouts", type=int, help="override scoring.rollouts (K)")
+    p.add_argument("--policy", choices=["answer", "continue"], help="override scoring.policy")
+    p.add_argument("--kind", choices=KINDS, default="math", help="grader of lines without a kind")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
+    p.add_argument("--no-ray", action="store_true", help="host both models in this process")
+    p.set_defaults(run=_score)
 
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)

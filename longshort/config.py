@@ -30,13 +30,15 @@ class ModelConfig(Strict):
     trust_remote_code: bool = False
     max_context: int | None = None  # defaults to the model's max_position_embeddings
     max_batch_size: int = 64  # rows decoded together by the HF backend
+    # Reuse the KV of prompt prefixes already computed (HF: its prefix cache; vLLM: automatic prefix caching).
+    prefix_reuse: bool = True
+    prefix_cache_tokens: int = Field(default=65536, ge=1)  # HF only: positions of KV the prefix cache keeps
     # Ray placement of the actor that hosts this model.
     num_cpus: float = 1
     num_gpus: float = 0
     max_restarts: int = 0
     # vLLM only.
     gpu_memory_utilization: float = 0.9
-    enable_prefix_caching: bool = True
 
 
 class SamplingConfig(Strict):
@@ -80,12 +82,12 @@ class TinyWorldConfig(Strict):
     train_problems: int = 6000
     heldout_problems: int = 200
     min_ops: int = 2
-    max_ops: int = 5
+    max_ops: int = 4
     modulus: int = 10
     vocab_size: int = 384
-    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=1300)
+    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=1000)
     short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=300)
-    batch_size: int = 32
+    batch_size: int = 64
     learning_rate: float = 3e-3
 
 
@@ -127,6 +129,29 @@ class ChunkingConfig(Strict):
         return self
 
 
+class ScoringConfig(Strict):
+    """Monte Carlo chunk importance (longshort/importance.py) and the ``mc`` router that uses it.
+
+    A rollout from a prefix either answers at once (``answer``: a new turn of ``agent`` opened with
+    ``answer_prompt``, at most ``answer_tokens`` long, graded from its answer tags) or reasons on (``continue``:
+    ``agent`` alone solves on from the prefix with up to ``continue_tokens`` new tokens).
+    """
+
+    agent: Literal["long", "short"] = "long"
+    rollouts: int = Field(default=8, ge=1)  # K per prefix
+    policy: Literal["answer", "continue"] = "answer"
+    answer_prompt: str = ""
+    answer_tokens: int = Field(default=32, ge=1)
+    continue_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    length_decay: float = Field(default=0.001, ge=0)  # δ(len) = exp(-length_decay · len)
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # of the Hoeffding intervals
+    traces_per_batch: int = Field(default=16, ge=1)  # traces whose prefixes are rolled out together
+    router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc router decides by rollouts
+    router_fallback: str = "handoff"  # decides the later turns, and when no candidate raises the chance
+
+
 class RayConfig(Strict):
     address: str | None = None  # None starts a local Ray on 127.0.0.1
     num_cpus: int | None = None
@@ -140,6 +165,7 @@ class Config(Strict):
     protocol: ProtocolConfig = ProtocolConfig()
     tiny: TinyWorldConfig | None = None
     chunking: ChunkingConfig = ChunkingConfig()
+    scoring: ScoringConfig = ScoringConfig()
     ray: RayConfig = RayConfig()
     source: str = ""  # the file this config was read from
 

@@ -14,7 +14,7 @@ from longshort.memory import POLICIES
 from longshort.problem import Problem
 
 SOLO_MODES = ("long", "short")
-PAIR_ROUTERS = ("alternate", "handoff")
+PAIR_ROUTERS = ("alternate", "handoff", "mc")
 
 
 def modes(config: Config) -> dict[str, SolveConfig]:

@@ -29,7 +29,7 @@ def read_problems(path: str | Path, skip_bad: bool = False, default_kind: str = 
             kind=str(row.get("kind", default_kind)),
         )
 
-    return _read(path, skip_bad, problem)
+    return read_rows(path, skip_bad, problem)
 
 
 def read_traces(path: str | Path, skip_bad: bool = False) -> list[tuple[str, str]]:
@@ -45,10 +45,10 @@ def read_traces(path: str | Path, skip_bad: bool = False) -> list[tuple[str, str
             raise ValueError(f"trace {trace_id}: the id is also on line {lines[trace_id]}")
         return trace_id, thinking
 
-    return _read(path, skip_bad, trace)
+    return read_rows(path, skip_bad, trace)
 
 
-def _read(path: str | Path, skip_bad: bool, parse) -> list:
+def read_rows(path: str | Path, skip_bad: bool, parse) -> list:
     """``parse(number, row)`` of each row; a bad row stops the run with its file and line named, or is skipped."""
     items = []
     for number, row in _rows(path):

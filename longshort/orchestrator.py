@@ -4,6 +4,9 @@ Each round, every live transcript asks for its next turn: the router names the w
 forces a summary), the memory policy renders the context, and the orchestrator adds the open tag. All requests for
 one agent go to it as one batched call, both agents decode at the same time, and finished transcripts are handed
 to ``on_done`` at once (so a caller can write them to disk) and replaced by new problems.
+
+A solve can also start from a transcript that already has turns (a prefix being scored, a state the ``mc`` router
+looks ahead from); its budgets then count only the turns and tokens this solve adds.
 """
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from longshort.agents.backend import GenerationRequest
-from longshort.config import SamplingConfig, SolveConfig
+from longshort.config import SamplingConfig, ScoringConfig, SolveConfig
 from longshort.memory import render
 from longshort.problem import Problem
-from longshort.protocol import Protocol
+from longshort.protocol import Protocol, prompt_ids
 from longshort.routers import make_router
 from longshort.transcript import Transcript, Turn
 
@@ -33,45 +36,45 @@ class _Step:
 
 
 class Orchestrator:
-    def __init__(self, agents: dict, tokenizer, protocol: Protocol, solve: SolveConfig, sampling: SamplingConfig):
+    def __init__(self, agents: dict, tokenizer, protocol: Protocol, solve: SolveConfig, sampling: SamplingConfig,
+                 scoring: ScoringConfig = ScoringConfig()):
         self.agents = agents
         self.tokenizer = tokenizer
         self.protocol = protocol
         self.solve_config = solve
         self.sampling = sampling
-        self.router = make_router(solve.router, protocol)
         self.max_context = {name: agent.info()["max_context"] for name, agent in agents.items()}
+        self.router = make_router(solve.router, protocol, agents=agents, tokenizer=tokenizer, solve=solve,
+                                  sampling=sampling, scoring=scoring, max_context=self.max_context)
         self.tag_ids = set(protocol.ids.values())
-        self.stats = {"backend_wait_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0}
+        self.stats = {"backend_wait_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
+                      "prefill_tokens": 0, "naive_prefill_tokens": 0}
+        self._before: dict[int, tuple[int, int, int]] = {}  # id(transcript) -> turns, long, short tokens at start
 
-    def prompt_ids(self, question: str) -> list[int]:
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-
-    def solve(self, problems: Iterable[Problem | tuple[Problem, int]],
+    def solve(self, problems: Iterable[Problem | tuple[Problem, int] | Transcript],
               on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
-        """Solve every problem (or (problem, sample index) pair); transcripts come back in completion order."""
+        """Solve every problem (or (problem, sample index) pair, or unfinished transcript); transcripts come back in
+        completion order."""
         start = time.perf_counter()
         queue, live, finished = deque(problems), [], []
         started: dict[int, float] = {}
         while queue or live:
             while queue and len(live) < self.solve_config.concurrency:
-                problem, sample = _with_sample(queue.popleft())
-                transcript = Transcript(problem, self.prompt_ids(problem.question), sample=sample)
+                transcript = self._transcript(queue.popleft())
                 started[id(transcript)] = time.perf_counter()
                 live.append(transcript)
-            steps = []
             for transcript in live:
                 if time.perf_counter() - started[id(transcript)] > self.solve_config.timeout_s:
                     transcript.stop_reason = "timeout"
-                else:
-                    step = self._plan(transcript)
-                    if step:
-                        steps.append(step)
+                elif len(transcript.turns) - self._before[id(transcript)][0] >= self.solve_config.max_turns:
+                    transcript.stop_reason = "budget"
+            thinking = [t for t in live if not t.done and not self._summary_due(t)]
+            writers = dict(zip(map(id, thinking), self.router.choose(thinking)))
+            steps = [step for t in live if not t.done and (step := self._plan(t, writers.get(id(t))))]
             self._run(steps)
             for transcript in [t for t in live if t.done]:
                 transcript.seconds["wall"] = round(time.perf_counter() - started.pop(id(transcript)), 4)
+                del self._before[id(transcript)]
                 live.remove(transcript)
                 finished.append(transcript)
                 if on_done:
@@ -79,23 +82,37 @@ class Orchestrator:
         self.stats["wall_s"] += time.perf_counter() - start
         return finished
 
-    def _plan(self, transcript: Transcript) -> _Step | None:
-        """The next turn of ``transcript``, or None after setting its stop reason."""
+    def _transcript(self, item) -> Transcript:
+        if isinstance(item, Transcript):
+            transcript = item
+        else:
+            problem, sample = item if isinstance(item, tuple) else (item, 0)
+            transcript = Transcript(problem, prompt_ids(self.tokenizer, problem.question), sample=sample)
+        self._before[id(transcript)] = (len(transcript.turns), transcript.tokens("long"), transcript.tokens("short"))
+        return transcript
+
+    def _segment_tokens(self, transcript: Transcript) -> int:
+        return sum(len(t.token_ids) for t in transcript.turns if t.segment == transcript.segment and t.kind == "think")
+
+    def _summary_due(self, transcript: Transcript) -> bool:
+        memory = self.solve_config.memory
+        return memory.policy != "unfold" and self._segment_tokens(transcript) >= memory.segment_budget
+
+    def _plan(self, transcript: Transcript, writer: str | None) -> _Step | None:
+        """The next turn of ``transcript`` (a think turn by ``writer``, or a summary when none is named), or None
+        after setting its stop reason."""
         cfg, memory = self.solve_config, self.solve_config.memory
-        if len(transcript.turns) >= cfg.max_turns:
-            transcript.stop_reason = "budget"
-            return None
-        segment_tokens = sum(len(t.token_ids) for t in transcript.turns
-                             if t.segment == transcript.segment and t.kind == "think")
-        if memory.policy != "unfold" and segment_tokens >= memory.segment_budget:
+        segment_tokens = self._segment_tokens(transcript)
+        if writer is None:
             if transcript.folds >= memory.max_rounds:
                 transcript.stop_reason = "budget"
                 return None
             agent, kind, max_new = memory.summarizer, "summary", memory.summary_cap
             forced, stops = [self.protocol.ids["summary_open"]], (self.protocol.ids["summary_close"],)
         else:
-            agent, kind = self.router.next_agent(transcript), "think"
-            left = (cfg.max_long_tokens if agent == "long" else cfg.max_short_tokens) - transcript.tokens(agent)
+            agent, kind = writer, "think"
+            spent = transcript.tokens(agent) - self._before[id(transcript)][1 if agent == "long" else 2]
+            left = (cfg.max_long_tokens if agent == "long" else cfg.max_short_tokens) - spent
             max_new = min(cfg.chunk_tokens, left)
             if memory.policy != "unfold":
                 max_new = min(max_new, memory.segment_budget - segment_tokens)
@@ -133,6 +150,8 @@ class Orchestrator:
             results = self.agents[name].result(pending[name])
             self.stats["backend_wait_s"] += time.perf_counter() - waited
             for step, result in zip(group, results):
+                self.stats["prefill_tokens"] += result.prefill_tokens
+                self.stats["naive_prefill_tokens"] += result.prompt_tokens * len(result.completions)
                 step.transcript.seconds[name] = step.transcript.seconds.get(name, 0.0) + result.seconds / len(group)
                 self._apply(step, result.completions[0])
 
@@ -165,6 +184,3 @@ class Orchestrator:
     def _stop(transcript: Transcript, reason: str, error: str) -> None:
         transcript.stop_reason, transcript.error = reason, error
 
-
-def _with_sample(item) -> tuple[Problem, int]:
-    return item if isinstance(item, tuple) else (item, 0)

@@ -52,6 +52,13 @@ class Protocol:
         return self.ids["answer_close"]
 
 
+def prompt_ids(tokenizer, question: str) -> list[int]:
+    """The ids a solve starts from: the question as a user turn of the chat template, then the assistant's turn."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+
+
 def add_protocol_tokens(tokenizer, model, config: ProtocolConfig) -> int:
     """Add the tags to a pretrained model's tokenizer and embeddings; returns how many were new."""
     added = tokenizer.add_special_tokens({"additional_special_tokens": config.tags()}, replace_extra_special_tokens=False)

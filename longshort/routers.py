@@ -4,8 +4,18 @@
 - ``alternate``: strict turn-taking, the long agent first.
 - ``handoff`` (Long⊗Short): the long agent writes a thought, the short agent carries on until it emits the
   hand-back tag, then the long agent writes the next thought.
+- ``mc``: Monte Carlo lookahead. For each transcript, each agent samples K candidate next chunks; one ``answer``
+  rollout (longshort/importance.py) from each candidate estimates the chance of a correct answer after it, and K
+  rollouts from the current state the chance now. The agent whose chunk raises the chance more per token writes.
+  The first ``scoring.router_turns`` think turns of a transcript are decided this way; later turns, and turns where
+  neither candidate raises the chance, go to ``scoring.router_fallback``.
+
+The orchestrator asks for all its live transcripts at once (``choose``), so a router that needs the models batches
+its lookahead.
 """
 from __future__ import annotations
+
+import copy
 
 from longshort.transcript import Transcript
 
@@ -24,8 +34,12 @@ def router(name: str):
 class Router:
     name: str
 
-    def __init__(self, protocol, **options):
+    def __init__(self, protocol, **context):
         self.protocol = protocol
+
+    def choose(self, transcripts: list[Transcript]) -> list[str]:
+        """The next writer of each transcript."""
+        return [self.next_agent(t) for t in transcripts]
 
     def next_agent(self, transcript: Transcript) -> str:
         raise NotImplementedError
@@ -62,7 +76,91 @@ class Handoff(Router):
         return "short"
 
 
-def make_router(name: str, protocol, **options) -> Router:
+@router("mc")
+class MonteCarlo(Router):
+    def __init__(self, protocol, *, agents, tokenizer, solve, sampling, scoring, max_context, **context):
+        from longshort.importance import Rollouts
+
+        super().__init__(protocol)
+        if scoring.router_fallback == "mc":
+            raise ValueError("scoring.router_fallback cannot be 'mc' itself")
+        self.fallback = make_router(scoring.router_fallback, protocol)
+        self.agents, self.solve, self.sampling, self.scoring = agents, solve, sampling, scoring
+        self.max_context = max_context
+        self.rollouts = Rollouts(agents, tokenizer, protocol, scoring.model_copy(update={"policy": "answer"}),
+                                 solve.memory.policy, sampling.seed, max_context[scoring.agent])
+        self.decided: dict[tuple[str, int], int] = {}  # (problem id, sample) -> turns decided by rollouts
+        self.stats = {"decisions": 0, "long": 0, "short": 0, "fallback": 0}
+
+    def choose(self, transcripts):
+        choice = self.fallback.choose(transcripts)
+        scored = [i for i, t in enumerate(transcripts)
+                  if self.decided.get((t.problem.id, t.sample), 0) < self.scoring.router_turns
+                  and self.rollouts.fits(t)]
+        if not scored:
+            return choice
+        states = [transcripts[i] for i in scored]
+        now = self.rollouts.estimate(states)
+        gains = {agent: self._gain_per_token(agent, states, now) for agent in ("long", "short")}
+        for n, i in enumerate(scored):
+            key = (transcripts[i].problem.id, transcripts[i].sample)
+            self.decided[key] = self.decided.get(key, 0) + 1
+            self.stats["decisions"] += 1
+            best = max(("short", "long"), key=lambda agent: gains[agent][n])  # a tie goes to the cheaper agent
+            if gains[best][n] > 0:
+                choice[i] = best
+                self.stats[best] += 1
+            else:
+                self.stats["fallback"] += 1
+        return choice
+
+    def _gain_per_token(self, agent: str, states: list[Transcript], now) -> list[float]:
+        """Per state: (chance after a chunk by ``agent`` - chance now) / the chunk's mean length."""
+        from longshort.agents.backend import GenerationRequest
+        from longshort.memory import render
+        from longshort.transcript import Turn
+
+        p, k = self.protocol, self.scoring.rollouts
+        stops = (p.close_id(agent), p.answer_close_id) + ((p.ids["handback"],) if agent == "short" else ())
+        contexts = [render(s, self.solve.memory.policy) + [p.open_id(agent)] for s in states]
+        requests = [GenerationRequest(c, max(1, min(self.solve.chunk_tokens, self.max_context[agent] - len(c))),
+                                      stops, self.scoring.temperature, self.scoring.top_p, self.rollouts.seed_of(s),
+                                      n=k, logprobs=False) for s, c in zip(states, contexts)]
+        results = self.agents[agent].generate(requests)
+        gains = []
+        for state, result, before in zip(states, results, now):
+            candidates = []
+            for completion in result.completions:
+                ids = completion.token_ids
+                if ids[-1] == p.answer_close_id:  # the candidate answered: grade it as its own rollout
+                    candidates.append(None)
+                    continue
+                closing = [] if completion.stop_reason == "stop" else [p.close_id(agent)]
+                after = copy.copy(state)
+                after.turns = state.turns + [Turn(agent, "think", [p.open_id(agent)], ids, None,
+                                                  completion.stop_reason, "", state.segment, closing)]
+                candidates.append(after)
+            lookahead = iter(self.rollouts.estimate([c for c in candidates if c is not None], k=1))
+            answered = iter(self._graded(state, result.completions))
+            chance = sum(next(lookahead).accuracy if c is not None else next(answered) for c in candidates) / k
+            length = sum(len(c.token_ids) for c in result.completions) / k
+            gains.append((chance - before.accuracy) / max(length, 1.0))
+        return gains
+
+    def _graded(self, state: Transcript, completions) -> list[float]:
+        """1.0 or 0.0 for each candidate that wrote its final answer."""
+        from longshort.eval.grader import grade
+
+        grades = []
+        for completion in completions:
+            answer = self.rollouts.answer_text(completion.token_ids)
+            if completion.token_ids[-1] == self.protocol.answer_close_id:
+                grades.append(float(answer is not None and grade(state.problem.kind, answer, state.problem.answer)))
+        return grades
+
+
+def make_router(name: str, protocol, **context) -> Router:
+    """The router ``name``; ``context`` (agents, tokenizer, configs) is what routers that need the models use."""
     if name not in ROUTERS:
         raise ValueError(f"unknown router '{name}'; known: {', '.join(sorted(ROUTERS))}")
-    return ROUTERS[name](protocol, **options)
+    return ROUTERS[name](protocol, **context)

@@ -37,7 +37,7 @@ def start(config: Config, use_ray: bool = True):
 
 def orchestrator(config: Config, hosted, solve: SolveConfig | None = None) -> Orchestrator:
     agents, tokenizer, protocol = hosted
-    return Orchestrator(agents, tokenizer, protocol, solve or config.solve, config.sampling)
+    return Orchestrator(agents, tokenizer, protocol, solve or config.solve, config.sampling, config.scoring)
 
 
 def transcript_key(record: dict) -> tuple[str, int]:

@@ -10,7 +10,7 @@ from longshort.agents.hf_backend import ModelLoadError
 
 def requests(tiny_config):
     from longshort.agents.hf_backend import load_tokenizer
-    from longshort.data.tiny_world import prompt_ids
+    from longshort.protocol import prompt_ids
 
     tokenizer = load_tokenizer(tiny_config.long.path)
     prompt = prompt_ids(tokenizer, "x=3.\nop1: +4.\nop2: *2.\nop3: -1.\nFind x modulo m=10.")

@@ -34,7 +34,7 @@ def reference(tiny_config):
 
 @pytest.fixture(scope="module")
 def prompts(tiny_config):
-    from longshort.data.tiny_world import prompt_ids
+    from longshort.protocol import prompt_ids
     from longshort.agents.hf_backend import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_config.long.path)
@@ -111,3 +111,18 @@ def test_tiny_top_p_is_greedy(backend, prompts):
 def test_prompt_longer_than_context_is_refused_with_the_model_named(backend):
     with pytest.raises(ContextLengthError, match="long"):
         backend.generate([greedy((5,) * (backend.max_context + 1), 4)])
+
+
+def test_prefix_reuse_changes_no_token_and_skips_the_shared_prefill(backend, reference, prompts):
+    """The next turn's prompt extends the last one: only the new tokens are computed, the output is unchanged."""
+    first = backend.generate([greedy(prompts[0], 10)])[0].completions[0]
+    longer = prompts[0] + tuple(first.token_ids)
+    (result,) = backend.generate([greedy(longer, 8)])
+    completion = result.completions[0]
+    assert completion.token_ids == reference_greedy(reference, longer, len(completion.token_ids))
+    assert result.prompt_tokens == len(longer)
+    assert 0 < result.prefill_tokens < result.prompt_tokens
+    if hasattr(backend, "prefix_cache"):  # HF reuses any common prefix; vLLM whole blocks of it
+        assert result.prefill_tokens <= len(first.token_ids)
+        samples = backend.generate([GenerationRequest(longer, 4, temperature=1.0, seed=1, n=3)])[0]
+        assert samples.prefill_tokens == 1  # three samples, one prompt, cached but for the last token

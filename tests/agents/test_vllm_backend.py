@@ -216,7 +216,7 @@ def test_prefix_cache_reused_across_calls(backend):
     prompt = tuple(20 + k % 250 for k in range(300))
     backend.generate([GenerationRequest(prompt, 2, temperature=0.0)])
     (result,) = backend.generate([GenerationRequest(prompt + (5, 6), 2, temperature=0.0)])
-    assert result.meta["cached_prompt_tokens"] >= 128
+    assert result.prompt_tokens - result.prefill_tokens >= 128
 
 
 def test_unsupported_setups_fail_before_the_engine_starts(checkpoint, tmp_path):

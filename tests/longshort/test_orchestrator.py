@@ -47,12 +47,26 @@ def test_turn_order_follows_the_router(solved, hosted):
                 assert set(writers) == {name}
             elif name.startswith("alternate"):
                 assert writers == ["long", "short"] * (len(writers) // 2) + ["long"] * (len(writers) % 2)
-            else:  # handoff: long hands to short; short keeps writing until it emits the hand-back tag
+            elif name.startswith("handoff"):  # long hands to short; short keeps writing until it hands back
                 thinks = [turn for turn in t.turns if turn.kind != "summary"]
                 assert thinks[0].agent == "long"
                 for a, b in zip(thinks, thinks[1:]):
                     handed_back = a.token_ids[-1] == protocol.ids["handback"]
                     assert b.agent == ("long" if a.agent == "short" and handed_back else "short")
+
+
+def test_mc_router_decides_the_first_turns_by_rollouts_then_falls_back(tiny_config, hosted):
+    from longshort.runner import orchestrator
+
+    solve = modes(tiny_config)["mc/unfold"]
+    orch = orchestrator(tiny_config, hosted, solve)
+    transcripts = orch.solve(heldout(tiny_config, 8))
+    stats, cap = orch.router.stats, tiny_config.scoring.router_turns
+    assert 0 < stats["decisions"] <= cap * len(transcripts)
+    assert stats["decisions"] == stats["long"] + stats["short"] + stats["fallback"]
+    assert all(0 < n <= cap for n in orch.router.decided.values())
+    assert all(t.stop_reason in STOPS for t in transcripts)
+    assert orch.router.rollouts.stats["rollouts"] > 0
 
 
 def test_token_accounting_equals_the_ids(solved):

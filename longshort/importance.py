@@ -1,0 +1,275 @@
+"""Monte Carlo chunk importance: how much a thought raises the chance of a correct answer, for its length.
+
+A trace is cut into thoughts (longshort/chunking.py). Prefix ``i`` is the question plus the first ``i`` thoughts,
+each one think turn of the scoring agent. From every prefix, K rollouts (``ScoringConfig``):
+
+- ``answer`` policy: the agent opens a new turn with ``answer_prompt`` and writes at most ``answer_tokens``; the
+  text between its answer tags is graded. Cheap, and measures what the prefix already knows.
+- ``continue`` policy: the agent alone solves on from the prefix with up to ``continue_tokens`` new tokens, through
+  the orchestrator. Costlier; measures where the prefix leads.
+
+``Acc_i`` is the share of correct rollouts from prefix ``i``; ``ΔAcc_i = Acc_i - Acc_{i-1}``; the length decay is
+``δ(len) = exp(-length_decay · len)`` in (0, 1]; the score ``S_i = ΔAcc_i · δ(len_i)`` lies in [-1, 1]. Intervals
+are Hoeffding's at the configured confidence: ``Acc_i ± sqrt(ln(2/α) / 2K)`` and, as ``ΔAcc_i`` is a difference of
+two independent means of K draws, ``ΔAcc_i ± sqrt(ln(2/α) / K)``.
+
+Prefixes are rolled out depth by depth across a batch of traces: one backend call for every trace's prefix 0,
+then one for every prefix 1, and so on. Prefix ``i + 1`` extends prefix ``i``, so a backend with prefix reuse
+(the HF prefix cache, vLLM's prefix caching) computes only the new thought; the K rollouts of a prefix share its
+prefill. ``Rollouts`` counts the prompt tokens computed against a naive re-encoding of every rollout's prompt.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from longshort.agents.backend import GenerationRequest
+from longshort.chunking import Chunk, chunk_text
+from longshort.config import Config, ScoringConfig
+from longshort.jsonl import Appender, completed_keys, read_rows
+from longshort.memory import render
+from longshort.problem import Problem
+from longshort.protocol import prompt_ids
+from longshort.transcript import Transcript, Turn
+
+
+@dataclass(frozen=True)
+class Estimate:
+    correct: int
+    rollouts: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.rollouts
+
+
+def hoeffding(rollouts: int, confidence: float) -> float:
+    """Half-width t with P(|mean - p| >= t) <= 1 - confidence, for the mean of ``rollouts`` draws in [0, 1]."""
+    return math.sqrt(math.log(2 / (1 - confidence)) / (2 * rollouts))
+
+
+class Rollouts:
+    """Estimates the chance that transcript states end in a correct answer, by K rollouts of one agent each."""
+
+    def __init__(self, agents: dict, tokenizer, protocol, scoring: ScoringConfig, memory_policy: str = "unfold",
+                 seed: int = 0, max_context: int | None = None):
+        self.agents, self.tokenizer, self.protocol = agents, tokenizer, protocol
+        self.scoring, self.memory_policy, self.seed = scoring, memory_policy, seed
+        self.max_context = max_context or agents[scoring.agent].info()["max_context"]
+        self.answer_prompt = tokenizer.encode(scoring.answer_prompt, add_special_tokens=False)
+        self.stats = {"prefill_tokens": 0, "naive_prefill_tokens": 0, "rollouts": 0, "rollout_tokens": 0,
+                      "seconds": 0.0}
+
+    def context(self, state: Transcript) -> list[int]:
+        """The prompt of an ``answer`` rollout from ``state``."""
+        return render(state, self.memory_policy) + [self.protocol.open_id(self.scoring.agent)] + self.answer_prompt
+
+    def fits(self, state: Transcript) -> bool:
+        """Whether a rollout from ``state`` has room in the scoring model's context."""
+        room = self.scoring.answer_tokens if self.scoring.policy == "answer" else 1
+        return len(self.context(state)) + room <= self.max_context
+
+    def estimate(self, states: list[Transcript], k: int | None = None) -> list[Estimate]:
+        """K rollouts from each state (``k`` overrides the configured K), all in one batch."""
+        k = k or self.scoring.rollouts
+        if not states:
+            return []
+        start = time.perf_counter()
+        if self.scoring.policy == "answer":
+            correct = self._answer_now(states, k)
+        else:
+            correct = self._continue(states, k)
+        self.stats["rollouts"] += k * len(states)
+        self.stats["seconds"] += time.perf_counter() - start
+        return [Estimate(c, k) for c in correct]
+
+    def seed_of(self, state: Transcript) -> int:
+        return zlib.crc32(f"{self.seed}:{state.problem.id}:{state.sample}:{len(state.turns)}".encode())
+
+    def _answer_now(self, states: list[Transcript], k: int) -> list[int]:
+        from longshort.eval.grader import grade
+
+        p, cfg = self.protocol, self.scoring
+        requests = [GenerationRequest(self.context(s), cfg.answer_tokens, (p.answer_close_id, p.close_id(cfg.agent)),
+                                      cfg.temperature, cfg.top_p, self.seed_of(s), n=k, logprobs=False) for s in states]
+        results = self.agents[cfg.agent].generate(requests)
+        correct = []
+        for state, result in zip(states, results):
+            self.stats["prefill_tokens"] += result.prefill_tokens
+            self.stats["naive_prefill_tokens"] += result.prompt_tokens * k
+            hits = 0
+            for completion in result.completions:
+                self.stats["rollout_tokens"] += len(completion.token_ids)
+                answer = self.answer_text(completion.token_ids)
+                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
+            correct.append(hits)
+        return correct
+
+    def answer_text(self, ids: list[int]) -> str | None:
+        """The decoded text between the answer tags, when the completion closed them."""
+        p = self.protocol
+        if p.answer_open_id not in ids or ids[-1] != p.answer_close_id:
+            return None
+        start = len(ids) - ids[::-1].index(p.answer_open_id)
+        return self.tokenizer.decode(ids[start:-1]).strip()
+
+    def _continue(self, states: list[Transcript], k: int) -> list[int]:
+        from longshort.config import SamplingConfig, SolveConfig
+        from longshort.eval.grader import grade
+        from longshort.orchestrator import Orchestrator
+
+        cfg = self.scoring
+        budget = {"max_long_tokens": cfg.continue_tokens, "max_short_tokens": cfg.continue_tokens}
+        solve = SolveConfig(router=cfg.agent, **budget, max_turns=cfg.continue_tokens,
+                            concurrency=max(1, len(states) * k))
+        sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, seed=self.seed)
+        orchestrator = Orchestrator(self.agents, self.tokenizer, self.protocol, solve, sampling)
+        copies = []
+        for index, state in enumerate(states):
+            for j in range(k):
+                rollout = copy.deepcopy(state)
+                rollout.sample = state.sample * k + j  # the orchestrator seeds each rollout apart
+                copies.append((index, rollout))
+        orchestrator.solve([rollout for _, rollout in copies])
+        self.stats["prefill_tokens"] += orchestrator.stats["prefill_tokens"]
+        self.stats["naive_prefill_tokens"] += orchestrator.stats["naive_prefill_tokens"]
+        correct = [0] * len(states)
+        for index, rollout in copies:
+            self.stats["rollout_tokens"] += rollout.tokens() - states[index].tokens()
+            problem = rollout.problem
+            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer)
+        return correct
+
+
+def prefix_state(problem: Problem, prompt_ids: list[int], chunks: list[Chunk], tokenizer, protocol,
+                 agent: str) -> Transcript:
+    """The question plus ``chunks``, each a closed think turn of ``agent`` (its text without the breaks around
+    it: the turn boundary stands for the paragraph break)."""
+    turns = []
+    for chunk in chunks:
+        text = chunk.text.strip()
+        ids = tokenizer.encode(text, add_special_tokens=False) + [protocol.close_id(agent)]
+        turns.append(Turn(agent, "think", [protocol.open_id(agent)], ids, None, "stop", text))
+    return Transcript(problem, list(prompt_ids), turns=turns)
+
+
+def score_chunks(estimates: list[Estimate | None], chunks: list[Chunk], scoring: ScoringConfig) -> list[dict]:
+    """Per chunk: its span, Acc after it, ΔAcc, δ, S and their intervals; ``estimates[i]`` is prefix i's (None
+    when the prefix does not fit the model's context)."""
+    half_acc = hoeffding(scoring.rollouts, scoring.confidence)
+    half_delta = math.sqrt(2) * half_acc
+    rows = []
+    for i, chunk in enumerate(chunks, 1):
+        row = asdict(chunk) | {"tokens": chunk.tokens}
+        before, after = estimates[i - 1], estimates[i]
+        if before is None or after is None:
+            rows.append(row | {"status": "past_context"})
+            continue
+        acc, delta = after.accuracy, after.accuracy - before.accuracy
+        decay = math.exp(-scoring.length_decay * chunk.tokens)
+        rows.append(row | {
+            "status": "scored",
+            "acc": acc,
+            "acc_interval": [max(0.0, acc - half_acc), min(1.0, acc + half_acc)],
+            "delta": delta,
+            "delta_interval": [max(-1.0, delta - half_delta), min(1.0, delta + half_delta)],
+            "decay": decay,
+            "score": delta * decay,
+            "score_interval": [max(-1.0, delta - half_delta) * decay, min(1.0, delta + half_delta) * decay],
+        })
+    return rows
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    problem: Problem
+    thinking: str
+
+
+def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: str = "math") -> list[ScoringInput]:
+    """Traces with ``id``, ``problem`` (or ``question``), ``thinking``, ``answer`` and an optional ``kind``."""
+    seen: dict[str, int] = {}
+
+    def parse(number: int, row: dict) -> ScoringInput:
+        trace_id = str(row.get("id", f"line-{number}"))
+        thinking, question = row.get("thinking"), row.get("problem") or row.get("question")
+        if not isinstance(thinking, str) or not thinking.strip():
+            raise ValueError(f"trace {trace_id}: no thinking text")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"trace {trace_id}: no problem text")
+        if "answer" not in row:
+            raise ValueError(f"trace {trace_id}: no gold answer")
+        if seen.setdefault(trace_id, number) != number:
+            raise ValueError(f"trace {trace_id}: the id is also on line {seen[trace_id]}")
+        problem = Problem(trace_id, question, str(row["answer"]), str(row.get("source", Path(path).stem)),
+                          str(row.get("kind", default_kind)))
+        return ScoringInput(problem, thinking)
+
+    return read_rows(path, skip_bad, parse)
+
+
+def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str | Path) -> dict:
+    """Score every trace not yet in ``output``, appending one record per trace as its batch finishes."""
+    from tqdm import tqdm
+
+    from longshort.eval.grader import check_gold
+
+    agents, tokenizer, protocol = hosted
+    scoring = config.scoring
+    rollouts = Rollouts(agents, tokenizer, protocol, scoring, seed=config.sampling.seed)
+    done = completed_keys(output, lambda record: record["id"])
+    todo = [item for item in inputs if item.problem.id not in done]
+    writer = Appender(output)
+    bar = tqdm(total=len(todo), desc=Path(output).stem, unit="trace", file=sys.stderr, mininterval=1.0)
+    try:
+        for lo in range(0, len(todo), scoring.traces_per_batch):
+            batch, chunked = [], []
+            for item in todo[lo : lo + scoring.traces_per_batch]:
+                try:
+                    check_gold(item.problem.kind, item.problem.answer)
+                except ValueError as e:
+                    writer.write({"id": item.problem.id, "skipped": str(e)})
+                    bar.update()
+                    continue
+                batch.append(item)
+                chunked.append(chunk_text(item.thinking, tokenizer, config.chunking))
+            for record in _score_batch(batch, chunked, rollouts, tokenizer, protocol, scoring) if batch else []:
+                writer.write(record)
+                bar.update()
+    finally:
+        bar.close()
+        writer.close()
+    return rollouts.stats
+
+
+def _score_batch(batch: list[ScoringInput], chunked: list[list[Chunk]], rollouts: Rollouts, tokenizer, protocol,
+                 scoring: ScoringConfig) -> list[dict]:
+    """Roll out every prefix of every trace in the batch, one depth per call, and score their chunks."""
+    prompts = [prompt_ids(tokenizer, item.problem.question) for item in batch]
+    estimates: list[list[Estimate | None]] = [[] for _ in batch]
+    for depth in range(max(len(c) for c in chunked) + 1):
+        live = [b for b, chunks in enumerate(chunked) if depth <= len(chunks)]
+        states = {b: prefix_state(batch[b].problem, prompts[b], chunked[b][:depth], tokenizer, protocol,
+                                  scoring.agent) for b in live}
+        fitting = [b for b in live if rollouts.fits(states[b])]
+        for b in live:
+            if b not in fitting:
+                estimates[b].append(None)
+        for b, estimate in zip(fitting, rollouts.estimate([states[b] for b in fitting])):
+            estimates[b].append(estimate)
+    records = []
+    for item, chunks, est in zip(batch, chunked, estimates):
+        records.append({
+            "id": item.problem.id,
+            "answer": item.problem.answer,
+            "rollouts": rollouts.scoring.rollouts,
+            "policy": rollouts.scoring.policy,
+            "acc0": est[0].accuracy if est[0] else None,
+            "chunks": score_chunks(est, chunks, scoring),
+        })
+    return records
