@@ -47,34 +47,48 @@ def _dtype(name: str):
 class PrefixCache:
     """The KV of prompts already prefilled, one entry per prompt, least recently used out first.
 
-    ``lookup`` finds the longest common prefix with any entry: the KV of a position depends only on the tokens up to
-    it, so a shared prefix is valid however the two sequences go on. Bounded by ``max_tokens`` positions.
+    ``lookup`` finds the entry sharing the longest prefix with a prompt: the KV of a position depends only on the
+    tokens up to it, so a shared prefix is valid however the two sequences go on. Entries are indexed by a hash
+    chain over blocks of ``BLOCK`` tokens, so a lookup costs one pass over the prompt, not one per entry. Bounded by
+    ``max_tokens`` positions.
     """
+
+    BLOCK = 16
 
     def __init__(self, max_tokens: int):
         self.max_tokens = max_tokens
         self.entries: OrderedDict[tuple[int, ...], tuple] = OrderedDict()  # ids -> (ids array, [(keys, values)])
+        self.blocks: dict[int, tuple[int, ...]] = {}  # chain hash of a block-aligned prefix -> an entry holding it
         self.tokens = 0
+
+    def _chain(self, ids: tuple[int, ...]) -> list[int]:
+        """Hash of ids[:BLOCK], ids[:2 BLOCK], ...: each block's hash folds in the one before."""
+        hashes, h = [], 0
+        for end in range(self.BLOCK, len(ids) + 1, self.BLOCK):
+            h = hash((h, ids[end - self.BLOCK : end]))
+            hashes.append(h)
+        return hashes
 
     def lookup(self, prompt: tuple[int, ...]):
         """``(length, per-layer (keys, values))`` of the longest cached prefix, leaving at least the last token of
-        ``prompt`` to compute (its logits start generation); ``(0, None)`` when nothing is shared."""
+        ``prompt`` to compute (its logits start generation); ``(0, None)`` when no whole block is shared."""
         import numpy as np
 
-        wanted = np.asarray(prompt)
-        best, best_key = 0, None
-        for key, (ids, _) in self.entries.items():
-            n = min(len(ids), len(wanted) - 1)
-            if n <= best:
+        limit = len(prompt) - 1
+        chain = self._chain(prompt[:limit])
+        for blocks in range(len(chain), 0, -1):
+            key = self.blocks.get(chain[blocks - 1])
+            if key is None:
                 continue
-            differ = np.flatnonzero(ids[:n] != wanted[:n])
-            common = int(differ[0]) if len(differ) else n
-            if common > best:
-                best, best_key = common, key
-        if best_key is None:
-            return 0, None
-        self.entries.move_to_end(best_key)
-        return best, [(k[:, :best], v[:, :best]) for k, v in self.entries[best_key][1]]
+            ids, wanted, aligned = self.entries[key][0], np.asarray(prompt), blocks * self.BLOCK
+            n = min(len(ids), limit)
+            if not np.array_equal(ids[:aligned], wanted[:aligned]):
+                continue  # a hash collision
+            differ = np.flatnonzero(ids[aligned:n] != wanted[aligned:n])
+            common = aligned + (int(differ[0]) if len(differ) else n - aligned)
+            self.entries.move_to_end(key)
+            return common, [(k[:, :common], v[:, :common]) for k, v in self.entries[key][1]]
+        return 0, None
 
     def add(self, ids: tuple[int, ...], layers) -> None:
         """Keep ``layers`` (per layer, keys and values of shape [heads, len(ids), head dim]) for ``ids``."""
@@ -82,16 +96,23 @@ class PrefixCache:
 
         if len(ids) > self.max_tokens or ids in self.entries:
             return
-        for key in [k for k in self.entries if len(k) < len(ids) and ids[: len(k)] == k]:
-            self._drop(key)  # a prefix of the new entry adds nothing
+        chain = self._chain(ids)
+        for h in chain:  # an entry that is a prefix of the new one adds nothing
+            key = self.blocks.get(h)
+            if key is not None and len(key) < len(ids) and ids[: len(key)] == key:
+                self._drop(key)
         while self.tokens + len(ids) > self.max_tokens:
             self._drop(next(iter(self.entries)))
         self.entries[ids] = (np.asarray(ids), layers)
+        self.blocks.update(dict.fromkeys(chain, ids))
         self.tokens += len(ids)
 
     def _drop(self, key) -> None:
         del self.entries[key]
         self.tokens -= len(key)
+        for h in self._chain(key):
+            if self.blocks.get(h) == key:
+                del self.blocks[h]
 
 
 class HFBackend:
