@@ -86,17 +86,92 @@ def _split_point(start: int, end: int, sentences: list[int], offsets, config: Ch
     return next((t for t in range(hi, lo - 1, -1) if offsets[t][0] >= offsets[t - 1][1]), hi)
 
 
-def chunk_file(traces: list[tuple[str, str]], output: str | Path, tokenizer, config: ChunkingConfig) -> int:
-    """Chunk ``(id, thinking)`` traces into ``output``, one record per trace, skipping ids it already holds."""
+GROUP_INSTRUCTION = (
+    "Below are the numbered steps of a reasoning trace. Group consecutive steps that belong to one thought. "
+    "Reply with only the numbers of the steps that start a new thought, separated by commas."
+)
+
+
+def block_starts(reply: str, steps: int) -> list[int]:
+    """The 0-based first step of each block from a model's reply ("1, 4, 9"): numbers outside 1..steps are ignored,
+    and step 1 always starts a block, so any reply (even an empty one) gives a partition."""
+    numbers = {int(n) for n in re.findall(r"\d+", reply)}
+    return sorted({0} | {n - 1 for n in numbers if 1 <= n <= steps})
+
+
+def merge(chunks: list[Chunk], starts: list[int], text: str, max_tokens: int) -> list[Chunk]:
+    """Chunks joined into blocks beginning at ``starts``; a block that would pass ``max_tokens`` is closed early."""
+    blocks: list[list[Chunk]] = []
+    for i, chunk in enumerate(chunks):
+        if i in starts or not blocks or sum(c.tokens for c in blocks[-1]) + chunk.tokens > max_tokens:
+            blocks.append([])
+        blocks[-1].append(chunk)
+    return [Chunk(b[0].start, b[-1].end, b[0].token_start, b[-1].token_end, text[b[0].start:b[-1].end])
+            for b in blocks]
+
+
+def group_requests(chunks: list[Chunk], tokenizer, window: int, max_context: int):
+    """One greedy request per window of ``window`` thoughts, asking which of them start a new thought."""
+    from longshort.agents.backend import GenerationRequest
+    from longshort.protocol import prompt_ids
+
+    requests = []
+    for lo in range(0, len(chunks), window):
+        part = chunks[lo:lo + window]
+        steps = "\n".join(f"[{k}] {c.text.strip()}" for k, c in enumerate(part, 1))
+        ids = prompt_ids(tokenizer, f"{GROUP_INSTRUCTION}\n\n{steps}")
+        budget = 4 * len(part) + 8  # "12, " is at most four tokens
+        if len(ids) + budget > max_context:
+            requests.append(None)  # too long to ask about: these thoughts stay as they are
+        else:
+            requests.append(GenerationRequest(ids, budget, temperature=0.0, logprobs=False))
+    return requests
+
+
+def group_thoughts(traces: list[tuple[str, list[Chunk]]], agent, tokenizer, config: ChunkingConfig) -> list[list[Chunk]]:
+    """Each trace's thoughts merged into blocks by ``agent``'s model, all windows of all traces in one call."""
+    max_context = agent.info()["max_context"]
+    asks = [group_requests(chunks, tokenizer, config.group_window, max_context) for _, chunks in traces]
+    flat = [r for requests in asks for r in requests if r is not None]
+    replies = iter(agent.generate(flat)) if flat else iter(())
+    grouped = []
+    for (text, chunks), requests in zip(traces, asks):
+        starts = []
+        for w, request in enumerate(requests):
+            lo = w * config.group_window
+            size = len(chunks[lo:lo + config.group_window])
+            if request is None:
+                starts += range(lo, lo + size)
+            else:
+                reply = tokenizer.decode(next(replies).completions[0].token_ids, skip_special_tokens=True)
+                starts += [lo + s for s in block_starts(reply, size)]
+        grouped.append(merge(chunks, starts, text, config.max_tokens))
+    return grouped
+
+
+def chunk_file(traces: list[tuple[str, str]], output: str | Path, tokenizer, config: ChunkingConfig,
+               grouper=None, batch: int = 8) -> int:
+    """Chunk ``(id, thinking)`` traces into ``output``, one record per trace, skipping ids it already holds.
+
+    With ``grouper`` (an agent hosting ``config.group_by``'s model), thoughts are merged into blocks by it.
+    """
     from tqdm import tqdm
 
     done = completed_keys(output, lambda record: record["id"])
     todo = [(trace_id, text) for trace_id, text in traces if trace_id not in done]
     writer = Appender(output)
+    bar = tqdm(total=len(todo), desc=Path(output).stem, unit="trace", file=sys.stderr, mininterval=1.0)
     try:
-        for trace_id, text in tqdm(todo, desc=Path(output).stem, unit="trace", file=sys.stderr, mininterval=1.0):
-            writer.write({"id": trace_id, "chunks": [asdict(c) for c in chunk_text(text, tokenizer, config)]})
+        for lo in range(0, len(todo), batch):
+            part = [(trace_id, text, chunk_text(text, tokenizer, config)) for trace_id, text in todo[lo:lo + batch]]
+            if grouper is not None:
+                blocks = group_thoughts([(text, chunks) for _, text, chunks in part], grouper, tokenizer, config)
+                part = [(trace_id, text, b) for (trace_id, text, _), b in zip(part, blocks)]
+            for trace_id, _, chunks in part:
+                writer.write({"id": trace_id, "chunks": [asdict(c) for c in chunks]})
+                bar.update()
     finally:
+        bar.close()
         writer.close()
     return len(todo)
 

@@ -99,7 +99,13 @@ def _chunk(args) -> int:
     traces = read_traces(args.input, skip_bad=args.skip_bad)
     tokenizer = load_tokenizer(args.tokenizer or config.long.path, config.long.trust_remote_code,
                                "--tokenizer" if args.tokenizer else "long")
-    written = chunk_file(traces, args.output, tokenizer, config.chunking)
+    grouper = None
+    if config.chunking.group_by:
+        from longshort.agents.actor import start_agents
+
+        agent = config.chunking.group_by
+        grouper = start_agents({agent: config.model(agent)}, None)[agent]
+    written = chunk_file(traces, args.output, tokenizer, config.chunking, grouper)
     print(f"chunked {written} new traces into {args.output}; {summarize(args.output)}")
     return 0
 

@@ -120,6 +120,9 @@ class ChunkingConfig(Strict):
                                 "Hold on", "Therefore", "Now", "Okay")
     min_tokens: int = Field(default=16, ge=1)  # shorter thoughts join the next one
     max_tokens: int = 256  # longer ones are cut at sentence ends, else at token boundaries
+    # Optional (the Long⊗Short way): this agent's model merges consecutive thoughts into blocks; off when null.
+    group_by: Literal["long", "short"] | None = None
+    group_window: int = Field(default=24, ge=2)  # thoughts shown to the model per request
 
     @model_validator(mode="after")
     def _room_to_split(self):

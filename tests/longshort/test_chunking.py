@@ -175,3 +175,32 @@ def test_chunk_command_resumes_and_names_bad_lines(smollm2_path, traces, tmp_pat
     count = sum(len(r["chunks"]) for r in records)
     assert first.stdout.startswith("chunked 2 new traces")
     assert second.stdout.startswith(f"chunked 2 new traces into {out}; 4 traces, {count} chunks, tokens per chunk: ")
+
+
+def test_block_starts_read_any_reply_as_a_partition():
+    from longshort.chunking import block_starts
+
+    assert block_starts("1, 3, 7", 8) == [0, 2, 6]
+    assert block_starts("Steps 4 and 2 start thoughts; 99 does not exist.", 5) == [0, 1, 3]
+    assert block_starts("I cannot tell.", 5) == [0]
+
+
+def test_a_model_groups_thoughts_into_blocks_that_still_rebuild_the_trace(chunked, tokenizer, smollm2_path):
+    """SmolLM2, hosted like any agent, merges consecutive thoughts; spans stay contiguous and exact."""
+    from longshort.agents.actor import start_agents
+    from longshort.chunking import group_thoughts
+    from longshort.config import ModelConfig
+
+    config = ChunkingConfig(group_by="long", group_window=8, max_tokens=512)
+    agent = start_agents({"long": ModelConfig(path=smollm2_path)}, None)["long"]
+    traces = []
+    for text, chunks in chunked[:2]:
+        head = chunks[:16]
+        traces.append((text[:head[-1].end], head))
+    grouped = group_thoughts(traces, agent, tokenizer, config)
+    for (text, chunks), blocks in zip(traces, grouped):
+        assert "".join(b.text for b in blocks) == text
+        assert len(blocks) <= len(chunks)
+        boundaries = {c.start for c in chunks}
+        assert all(b.start in boundaries for b in blocks), "blocks start where a thought starts"
+        assert all(b.tokens <= config.max_tokens for b in blocks)
