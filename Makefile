@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-vllm tiny smollm2 clean
+.PHONY: install install-vllm demo test test-vllm tiny smollm2 eval bench clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,16 @@ smollm2: install
 
 demo: install
 	$(VENV)/bin/longshort demo --config $(CONFIG)
+
+# Every mode on the tiny world's held-out set; add benchmarks with BENCHMARKS=math500,gsm8k,... DATA=folder
+BENCHMARKS ?= synthetic
+EVAL_ARGS ?=
+eval: install
+	$(VENV)/bin/longshort eval --config $(CONFIG) --benchmarks $(BENCHMARKS) --modes long,short,longshort \
+		--n 4 --limit 50 --output runs/eval $(EVAL_ARGS)
+
+bench: install
+	$(PY) eval/bench_scorer.py --config $(CONFIG)
 
 test: install
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)

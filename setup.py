@@ -28,6 +28,7 @@ setup(
         "numpy>=1.26",
         "gguf>=0.10",
         "accelerate>=1.0",  # transformers needs it to load GGUF checkpoints
+        "matplotlib>=3.8",  # report plots
     ],
     extras_require={
         "gpu": ["vllm==0.29.0"],

@@ -131,6 +131,19 @@ def _score(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from longshort.eval.run_benchmarks import main as run_benchmarks
+
+    return run_benchmarks(args.rest)
+
+
+def _compare(args) -> int:
+    from longshort.eval.report import compare
+
+    print(compare(args.a, args.b))
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.demo import run_demo
 
@@ -201,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")
     p.set_defaults(run=_score)
 
+    p = sub.add_parser("eval", help="benchmarks × modes: one table, reports and a trace viewer (resumable); "
+                       "takes the options of eval/run_benchmarks.py", add_help=False)
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("compare", help="two benchmark runs side by side, with differences and standard errors")
+    p.add_argument("a", help="run folder A (with summary.json)")
+    p.add_argument("b", help="run folder B")
+    p.set_defaults(run=_compare)
+
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--limit", type=int, default=100)
@@ -217,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     from longshort.jsonl import InputError
     from longshort.protocol import ProtocolError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "eval":  # its options belong to eval/run_benchmarks.py
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.run(args)
     except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,

@@ -155,6 +155,15 @@ class ScoringConfig(Strict):
     router_fallback: str = "handoff"  # decides the later turns, and when no candidate raises the chance
 
 
+class EvalConfig(Strict):
+    """Modes of eval/run_benchmarks.py: ``longshort`` runs once per router × memory policy listed here."""
+
+    routers: tuple[str, ...] = ("alternate", "handoff")
+    policies: tuple[Literal["unfold", "fold-restart", "fold-append"], ...] = ("unfold", "fold-restart", "fold-append")
+    pass_k: tuple[int, ...] = (1, 4)  # pass@k reported where n >= k
+    viewer_transcripts: int = Field(default=3, ge=0)  # per benchmark × mode, in report.html
+
+
 class RayConfig(Strict):
     address: str | None = None  # None starts a local Ray on 127.0.0.1
     num_cpus: int | None = None
@@ -169,6 +178,7 @@ class Config(Strict):
     tiny: TinyWorldConfig | None = None
     chunking: ChunkingConfig = ChunkingConfig()
     scoring: ScoringConfig = ScoringConfig()
+    eval: EvalConfig = EvalConfig()
     ray: RayConfig = RayConfig()
     source: str = ""  # the file this config was read from
 

@@ -17,13 +17,13 @@ SOLO_MODES = ("long", "short")
 PAIR_ROUTERS = ("alternate", "handoff", "mc")
 
 
-def modes(config: Config) -> dict[str, SolveConfig]:
-    """Mode name -> solve config: the two solo baselines, then every router × memory policy."""
+def modes(config: Config, solo=SOLO_MODES, routers=PAIR_ROUTERS, policies=tuple(POLICIES)) -> dict[str, SolveConfig]:
+    """Mode name -> solve config: the solo baselines, then every router × memory policy."""
     base = config.solve
     table = {name: base.model_copy(update={"router": name, "memory": base.memory.model_copy(update={"policy": "unfold"})})
-             for name in SOLO_MODES}
-    for router in PAIR_ROUTERS:
-        for policy in POLICIES:
+             for name in solo}
+    for router in routers:
+        for policy in policies:
             memory = base.memory.model_copy(update={"policy": policy})
             table[f"{router}/{policy}"] = base.model_copy(update={"router": router, "memory": memory})
     return table

@@ -45,14 +45,14 @@ def transcript_key(record: dict) -> tuple[str, int]:
 
 
 def solve_file(orch: Orchestrator, problems: list[Problem], output: str | Path, samples: int = 1,
-               on_done=None) -> list[Transcript]:
+               on_done=None, desc: str | None = None) -> list[Transcript]:
     """Solve ``problems`` × ``samples`` into ``output``, skipping what it already holds; appends as each finishes."""
     from tqdm import tqdm
 
     done = completed_keys(output, transcript_key)
     todo = [(p, s) for p in problems for s in range(samples) if (p.id, s) not in done]
     writer = Appender(output)
-    bar = tqdm(total=len(todo), desc=Path(output).stem, unit="transcript", file=sys.stderr, mininterval=1.0)
+    bar = tqdm(total=len(todo), desc=desc or Path(output).stem, unit="transcript", file=sys.stderr, mininterval=1.0)
 
     def finished(transcript: Transcript) -> None:
         writer.write(transcript.to_dict())
