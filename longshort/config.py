@@ -155,6 +155,39 @@ class ScoringConfig(Strict):
     router_fallback: str = "handoff"  # decides the later turns, and when no candidate raises the chance
 
 
+class ColdstartConfig(Strict):
+    """Cold-start data synthesis (data/coldstart.py) and SFT of both agents on it (rl/coldstart.py)."""
+
+    out_dir: str = "../runs/coldstart"
+    traces: int = Field(default=600, ge=1)  # tiny world: training problems whose long traces are synthesized from
+    threshold: float = 0.0  # a thought whose importance S exceeds it is the long agent's, the rest the short's
+    rewrite: Literal["keep", "short"] = "keep"  # short thoughts kept verbatim, or rewritten concisely by the short model
+    rewrite_prompt: str = "Rewrite this reasoning step as concisely as possible, keeping every number:\n\n{text}"
+    rewrite_tokens: int = Field(default=64, ge=1)
+    fold_share: float = Field(default=0.5, ge=0, le=1)  # traces also written folded, InftyThink style
+    fold_policy: Literal["fold-restart", "fold-append"] = "fold-restart"
+    segment_tokens: int = Field(default=40, ge=1)  # a segment closes at the first thought that reaches this budget
+    summarizer: Literal["long", "short"] = "short"
+    summary_tokens: int = Field(default=24, ge=1)
+    # null: the summarizer writes a protocol summary turn; else it is asked in a new chat with this prompt
+    summary_prompt: str | None = None
+    keep_wrong: bool = False  # keep traces whose own final answer ("prediction") is not the gold answer
+    backend: Literal["local", "openrlhf"] = "local"
+    long_steps: int = Field(default=300, ge=1)  # local backend
+    short_steps: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=32, ge=1)  # global batch on OpenRLHF
+    learning_rate: float = Field(default=1e-3, gt=0)
+    checkpoint_every: int = Field(default=100, ge=1)
+    seed: int = 0
+    # OpenRLHF backend
+    num_gpus: int = Field(default=8, ge=1)
+    micro_batch_size: int = Field(default=2, ge=1)
+    max_epochs: int = Field(default=2, ge=1)
+    max_len: int = Field(default=16384, ge=16)
+    zero_stage: int = Field(default=2, ge=0, le=3)
+    attn_implementation: str = "flash_attention_2"
+
+
 class EvalConfig(Strict):
     """Modes of eval/run_benchmarks.py: ``longshort`` runs once per router × memory policy listed here."""
 
@@ -179,6 +212,7 @@ class Config(Strict):
     chunking: ChunkingConfig = ChunkingConfig()
     scoring: ScoringConfig = ScoringConfig()
     eval: EvalConfig = EvalConfig()
+    coldstart: ColdstartConfig = ColdstartConfig()
     ray: RayConfig = RayConfig()
     source: str = ""  # the file this config was read from
 
@@ -191,9 +225,10 @@ def _resolve_paths(data: dict, base: Path) -> dict:
         model = data.get(agent)
         if isinstance(model, dict) and isinstance(model.get("path"), str):
             model["path"] = _resolve(model["path"], base)
-    tiny = data.get("tiny")
-    if isinstance(tiny, dict) and isinstance(tiny.get("out_dir"), str):
-        tiny["out_dir"] = _resolve(tiny["out_dir"], base)
+    for section in ("tiny", "coldstart"):
+        part = data.get(section)
+        if isinstance(part, dict) and isinstance(part.get("out_dir"), str):
+            part["out_dir"] = _resolve(part["out_dir"], base)
     return data
 
 

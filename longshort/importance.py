@@ -189,15 +189,25 @@ def score_chunks(estimates: list[Estimate | None], chunks: list[Chunk], scoring:
 class ScoringInput:
     problem: Problem
     thinking: str
+    prediction: str | None = None  # the trace's own final answer, when the row gives it
 
 
 def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: str = "math") -> list[ScoringInput]:
-    """Traces with ``id``, ``problem`` (or ``question``), ``thinking``, ``answer`` and an optional ``kind``."""
+    """Traces with ``id``, ``problem`` (or ``question``), ``thinking`` and the gold ``answer``; optional ``kind``,
+    and ``prediction``, the trace's own final answer. A raw R1-style ``thinking`` (``<think>...</think>`` then the
+    final response) is cut at ``</think>``; the response's boxed answer becomes the prediction when none is given."""
+    from longshort.eval.grader import last_boxed
+
     seen: dict[str, int] = {}
 
     def parse(number: int, row: dict) -> ScoringInput:
         trace_id = str(row.get("id", f"line-{number}"))
         thinking, question = row.get("thinking"), row.get("problem") or row.get("question")
+        if isinstance(thinking, str) and "</think>" in thinking:
+            thinking, response = thinking.split("</think>", 1)
+            thinking = thinking.split("<think>", 1)[-1]
+            boxed = last_boxed(response)
+            row = {"prediction": boxed, **row} if boxed is not None else row
         if not isinstance(thinking, str) or not thinking.strip():
             raise ValueError(f"trace {trace_id}: no thinking text")
         if not isinstance(question, str) or not question.strip():
@@ -208,7 +218,8 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
             raise ValueError(f"trace {trace_id}: the id is also on line {seen[trace_id]}")
         problem = Problem(trace_id, question, str(row["answer"]), str(row.get("source", Path(path).stem)),
                           str(row.get("kind", default_kind)))
-        return ScoringInput(problem, thinking)
+        prediction = row.get("prediction")
+        return ScoringInput(problem, thinking, None if prediction is None else str(prediction))
 
     return read_rows(path, skip_bad, parse)
 

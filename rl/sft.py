@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -59,11 +60,15 @@ def train(
     device: str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
     desc: str = "train",
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 100,
 ) -> list[float]:
     """AdamW with linear warm-up and cosine decay over ``steps`` random batches; returns the loss per step.
 
     A batch holds samples of similar length (a random run of the samples sorted by length), so little of each step
-    is spent on padding.
+    is spent on padding. With ``checkpoint_dir``, the whole training state (weights, optimizer, schedule, sampler,
+    losses) is saved every ``checkpoint_every`` steps and at the end, and a rerun resumes from it: a killed run
+    ends with the same number of steps and the same batches.
     """
     import torch
     from tqdm import tqdm
@@ -77,8 +82,28 @@ def train(
     )
     by_length = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
     batches = [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
-    losses = []
-    bar = tqdm(range(steps), desc=desc, unit="step", mininterval=2.0)
+    losses: list[float] = []
+    state_path = Path(checkpoint_dir) / "train_state.pt" if checkpoint_dir else None
+    if state_path and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["steps"] != steps or state["samples"] != len(samples):
+            raise ValueError(f"{state_path} is from a run of {state['steps']} steps on {state['samples']} samples, "
+                             f"not {steps} on {len(samples)}: use another checkpoint folder or delete it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.setstate(state["rng"])
+        losses = state["losses"]
+
+    def save() -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "rng": rng.getstate(), "losses": losses,
+                    "steps": steps, "samples": len(samples)}, partial)
+        partial.replace(state_path)  # a kill mid-save leaves the previous state whole
+
+    bar = tqdm(range(len(losses), steps), desc=desc, unit="step", mininterval=2.0, initial=len(losses), total=steps)
     for step in bar:
         batch = [samples[i] for i in batches[rng.randrange(len(batches))]]
         ids, attention, labels = (t.to(device) for t in collate(batch, pad_id))
@@ -94,5 +119,7 @@ def train(
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if on_step:
             on_step(step, losses[-1])
+        if state_path and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+            save()
     model.eval()
     return losses

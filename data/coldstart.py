@@ -1,0 +1,204 @@
+"""Cold-start data: long traces → thoughts → importance → a long/short split → collaborative and folded
+Transcripts → per-agent SFT samples.
+
+1. Each trace is chunked and scored (longshort/importance.py; ``scored.jsonl`` resumes).
+2. A thought whose score exceeds ``coldstart.threshold`` is the long agent's, the rest the short agent's (kept
+   verbatim, or rewritten concisely by the short model). The first thought and any thought past the scoring
+   model's context stay long.
+3. The thoughts become one Transcript in the handoff protocol: the long agent writes its thought, the short agent
+   carries on and ends its last thought before a long one with the hand-back tag (where two long thoughts follow
+   each other, the short agent hands back at once); the last thought carries the gold answer in the answer tags.
+4. A share of the traces is also written folded (InftyThink): a segment closes at the first thought that brings it
+   to ``segment_tokens``; the summarizer model writes its summary from what it sees under the fold policy, as a
+   protocol summary turn, or, with ``summary_prompt``, answering that prompt in a new chat.
+5. Per agent: SFT samples (token ids + loss mask on that agent's own tokens) derived from the Transcripts.
+
+A trace with a ``prediction`` (its own final answer) that does not grade as the gold answer is dropped unless
+``keep_wrong``; a trace whose gold the grader cannot read is dropped by the scorer. Both are counted in the manifest.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from longshort.agents.backend import GenerationRequest
+from longshort.config import ColdstartConfig
+from longshort.memory import render
+from longshort.problem import Problem
+from longshort.protocol import prompt_ids
+from longshort.transcript import Transcript, Turn
+
+
+def split(record: dict, threshold: float) -> list[tuple[str, str]]:
+    """``(agent, text)`` per thought of a scored trace. The first thought is the long agent's whatever its score:
+    in the handoff protocol the long agent opens."""
+    pieces = [("long" if c.get("score") is None or c["score"] > threshold else "short", c["text"].strip())
+              for c in record["chunks"] if c["text"].strip()]
+    return [("long", pieces[0][1])] + pieces[1:] if pieces else []
+
+
+def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], tokenizer, protocol,
+                     summaries: dict[int, Turn] | None = None, until: int | None = None) -> Transcript:
+    """A finished handoff Transcript of ``pieces`` (agent, token ids of its thought); ``summaries[i]`` is a summary
+    turn placed after piece ``i``, closing its segment. With ``until``, only the turns up to piece ``until``: the
+    context a summarizer sees there."""
+    p, turns, segment = protocol, [], 0
+    answer = tokenizer.encode(problem.answer, add_special_tokens=False)
+
+    def add(agent: str, kind: str, body: list[int]) -> None:
+        turns.append(Turn(agent, kind, [p.open_id(agent)], body, None, "stop", tokenizer.decode(body), segment))
+
+    for i, (agent, ids) in enumerate(pieces):
+        last = i == len(pieces) - 1
+        following = None if last else pieces[i + 1][0]
+        if last:
+            add(agent, "answer", ids + [p.answer_open_id, *answer, p.answer_close_id])
+        elif agent == "short":
+            add(agent, "think", ids + [p.ids["handback"] if following == "long" else p.close_id("short")])
+        else:
+            add(agent, "think", ids + [p.close_id("long")])
+            if following == "long" and i != until:
+                add("short", "think", [p.ids["handback"]])  # the short agent hands straight back
+        if i == until:
+            return Transcript(problem, prompt_ids(tokenizer, problem.question), turns=turns)
+        if summaries and i in summaries and not last:
+            turns.append(summaries[i])
+            segment += 1
+    return Transcript(problem, prompt_ids(tokenizer, problem.question), turns=turns, answer=problem.answer,
+                      stop_reason="answered")
+
+
+def rewrite(pieces: list[list[tuple[str, str]]], agent, tokenizer, config: ColdstartConfig):
+    """The short thoughts of every trace rewritten by the short model, in one batched call."""
+    where = [(t, i) for t, trace in enumerate(pieces) for i, (owner, _) in enumerate(trace) if owner == "short"]
+    requests = [GenerationRequest(prompt_ids(tokenizer, config.rewrite_prompt.format(text=pieces[t][i][1])),
+                                  config.rewrite_tokens, temperature=0.0, logprobs=False) for t, i in where]
+    rewritten = [list(trace) for trace in pieces]
+    for (t, i), result in zip(where, agent.generate(requests) if requests else []):
+        ids = result.completions[0].token_ids
+        if result.completions[0].stop_reason == "stop":
+            ids = ids[:-1]
+        text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        if text:  # an empty rewrite keeps the original
+            rewritten[t][i] = ("short", text)
+    return rewritten
+
+
+def fold_points(pieces: list[tuple[str, list[int]]], segment_tokens: int) -> list[int]:
+    """Indexes of the thoughts that close a segment: the first to bring it to ``segment_tokens``."""
+    points, spent = [], 0
+    for i, (_, ids) in enumerate(pieces[:-1]):
+        spent += len(ids)
+        if spent >= segment_tokens:
+            points.append(i)
+            spent = 0
+    return points
+
+
+def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], agents: dict, tokenizer, protocol,
+         config: ColdstartConfig) -> list[Transcript]:
+    """Folded transcripts: summaries written round by round (the k-th of every trace in one call), each from what
+    the summarizer sees under the fold policy at that point."""
+    p, agent = protocol, config.summarizer
+    points = [fold_points(trace, config.segment_tokens) for trace in pieces]
+    summaries: list[dict[int, Turn]] = [{} for _ in pieces]
+    for round_ in range(max((len(x) for x in points), default=0)):
+        todo = [t for t in range(len(pieces)) if round_ < len(points[t])]
+        requests = []
+        for t in todo:
+            at = points[t][round_]
+            partial = build_transcript(problems[t], pieces[t], tokenizer, protocol, summaries[t], until=at)
+            if config.summary_prompt is None:
+                context = render(partial, config.fold_policy) + [p.ids["summary_open"]]
+                stops = (p.ids["summary_close"],)
+            else:
+                segment = "\n\n".join(u.text for u in partial.turns if u.segment == partial.segment)
+                context = prompt_ids(tokenizer, config.summary_prompt.format(question=problems[t].question,
+                                                                            reasoning=segment))
+                stops = ()
+            requests.append(GenerationRequest(context, config.summary_tokens, stops, temperature=0.0, logprobs=False))
+        for t, result in zip(todo, agents[agent].generate(requests)):
+            ids = result.completions[0].token_ids
+            if result.completions[0].stop_reason == "stop":
+                ids = ids[:-1]
+            body = [i for i in ids if i not in p.ids.values()] + [p.ids["summary_close"]]
+            at = points[t][round_]
+            summaries[t][at] = Turn(agent, "summary", [p.ids["summary_open"]], body, None, "stop",
+                                    tokenizer.decode(body[:-1]), round_)
+    return [build_transcript(problem, trace, tokenizer, protocol, s)
+            for problem, trace, s in zip(problems, pieces, summaries)]
+
+
+def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
+    """Score, split, rewrite, fold; write transcripts, per-agent samples and a manifest into ``out``."""
+    from longshort.eval.grader import grade
+    from longshort.importance import score_file
+    from longshort.rl.samples import sft_samples
+
+    agents, tokenizer, protocol = hosted
+    cfg = config.coldstart
+    stats = score_file(config, hosted, inputs, out / "scored.jsonl")
+    by_id = {item.problem.id: item for item in inputs}
+    records = [json.loads(line) for line in open(out / "scored.jsonl")]
+    counts = {"traces": len(inputs), "unreadable_gold": 0, "wrong_answer": 0, "used": 0, "folded": 0}
+    problems, texts = [], []
+    for record in records:
+        item = by_id.get(record["id"])
+        if item is None:
+            continue
+        if "skipped" in record:
+            counts["unreadable_gold"] += 1
+            continue
+        prediction = item.prediction
+        if prediction is not None and not cfg.keep_wrong and not grade(item.problem.kind, prediction, item.problem.answer):
+            counts["wrong_answer"] += 1
+            continue
+        problems.append(item.problem)
+        texts.append(split(record, cfg.threshold))
+    if cfg.rewrite == "short":
+        texts = rewrite(texts, agents["short"], tokenizer, cfg)
+    pieces = [[(agent, tokenizer.encode(text, add_special_tokens=False)) for agent, text in trace] for trace in texts]
+    transcripts = [build_transcript(p, trace, tokenizer, protocol) for p, trace in zip(problems, pieces)]
+    rng = random.Random(cfg.seed)
+    chosen = [i for i in range(len(problems)) if rng.random() < cfg.fold_share]
+    folded = fold([problems[i] for i in chosen], [pieces[i] for i in chosen], agents, tokenizer, protocol, cfg)
+    counts["used"], counts["folded"] = len(transcripts), sum(t.folds > 0 for t in folded)
+
+    with open(out / "transcripts.jsonl", "w") as f:
+        for t in transcripts + folded:
+            f.write(json.dumps(t.to_dict()) + "\n")
+    samples = {}
+    for agent in ("long", "short"):
+        samples[agent] = [s for t in transcripts for s in sft_samples(t, agent)]
+        samples[agent] += [s for t in folded for s in sft_samples(t, agent, cfg.fold_policy)]
+        write_samples(samples[agent], out / "samples" / agent)
+    thoughts = [agent for trace in texts for agent, _ in trace]
+    manifest = {
+        "counts": counts,
+        "thoughts": {"long": thoughts.count("long"), "short": thoughts.count("short")},
+        "tokens": {agent: sum(t.tokens(agent, "think") + t.tokens(agent, "answer") for t in transcripts)
+                   for agent in ("long", "short")},
+        "samples": {agent: {"count": len(s), "tokens": sum(len(x.input_ids) for x in s),
+                            "trained_tokens": sum(sum(x.loss_mask) for x in s)} for agent, s in samples.items()},
+        "scoring": {k: round(v, 2) for k, v in stats.items()},
+        "config": {"coldstart": cfg.model_dump(), "scoring": config.scoring.model_dump()},
+        "seed": cfg.seed,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    log(f"cold-start data in {out}: {counts['used']} transcripts ({counts['folded']} also folded), "
+        f"{manifest['thoughts']['long']} long and {manifest['thoughts']['short']} short thoughts; "
+        f"dropped {counts['wrong_answer']} wrong and {counts['unreadable_gold']} unreadable")
+    return {"manifest": manifest, "samples": samples}
+
+
+def write_samples(samples, folder: Path) -> None:
+    """Samples as JSONL (``input_ids``, ``loss_mask``) and as a ``datasets`` dataset beside it."""
+    from datasets import Dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"input_ids": s.input_ids, "loss_mask": s.loss_mask} for s in samples]
+    with open(folder / "samples.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    Dataset.from_list(rows).save_to_disk(str(folder / "dataset"))

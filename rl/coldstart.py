@@ -1,0 +1,125 @@
+"""Cold-start SFT (`make train-coldstart`): synthesize the data, train both agents, evaluate before and after.
+
+``coldstart.backend: local`` trains here (CPU or one GPU, rl/sft.py); ``openrlhf`` writes the data for OpenRLHF and
+runs its SFT launcher per agent (rl/openrlhf_sft.py; ``--dry-run`` only prints the commands).
+
+Runs into ``coldstart.out_dir``: ``scored.jsonl``, ``transcripts.jsonl``, ``samples/<agent>/`` (JSONL and a
+``datasets`` dataset), ``manifest.json``, ``checkpoints/<agent>/`` (the training state, saved every
+``checkpoint_every`` steps), ``logs/<agent>.jsonl`` (loss per step), and the trained agents as Hugging Face folders
+``long/`` and ``short/``. A rerun resumes: scored traces are not scored again and training continues from its last
+checkpoint. A folder that holds a run of another config is refused unless ``overwrite``.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+from longshort.config import Config
+
+
+class RunFolderError(ValueError):
+    """An output folder that holds a different run."""
+
+
+def tiny_inputs(config: Config):
+    """Long-style traces of the tiny world's first ``coldstart.traces`` training problems."""
+    from longshort.data.synthetic import long_trace, plain_text
+    from longshort.data.tiny_world import as_problem, problems
+    from longshort.importance import ScoringInput
+
+    rng = random.Random(config.coldstart.seed)
+    train_set = problems(config.tiny)[0][: config.coldstart.traces]
+    return [ScoringInput(as_problem(p, i), plain_text(long_trace(p, rng))) for i, p in enumerate(train_set)]
+
+
+def prepare(out: Path, config: Config, overwrite: bool) -> None:
+    """Claim ``out`` for this config, or resume the run of the same config already there."""
+    spec = json.dumps({"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
+                       "chunking": config.chunking.model_dump(), "long": config.long.path,
+                       "short": config.short.path}, sort_keys=True)
+    claim = out / "run.json"
+    if claim.exists() and claim.read_text() != spec:
+        if not overwrite:
+            raise RunFolderError(f"{out} holds a cold-start run of another config; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    claim.write_text(spec)
+
+
+def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Path:
+    """SFT of one agent from its configured checkpoint; returns the folder of the trained model."""
+    from transformers import AutoModelForCausalLM
+
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.rl.sft import train
+
+    cfg, model_config = config.coldstart, config.model(agent)
+    tokenizer = load_tokenizer(model_config.path, model_config.trust_remote_code, agent)
+    model = AutoModelForCausalLM.from_pretrained(model_config.path, trust_remote_code=model_config.trust_remote_code)
+    steps = cfg.long_steps if agent == "long" else cfg.short_steps
+    log_path = out / "logs" / f"{agent}.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as losses:
+        def record(step: int, loss: float) -> None:
+            losses.write(json.dumps({"step": step + 1, "loss": round(loss, 5)}) + "\n")
+            losses.flush()
+
+        history = train(model, samples, steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                        seed=cfg.seed, device=model_config.device, on_step=record, desc=f"sft {agent}",
+                        checkpoint_dir=out / "checkpoints" / agent, checkpoint_every=cfg.checkpoint_every)
+    model.save_pretrained(out / agent)
+    tokenizer.save_pretrained(out / agent)
+    tail = history[-20:]
+    log(f"sft {agent}: {len(samples)} samples, {steps} steps, final loss {sum(tail) / max(len(tail), 1):.3f}")
+    return out / agent
+
+
+def evaluate(config: Config, limit: int, out: Path) -> dict[str, dict]:
+    """The agents of ``config`` alone and as a pair (handoff, unfolded and folded) on held-out synthetic problems."""
+    from longshort.demo import heldout, modes, run_modes
+    from longshort.runner import start
+
+    table = modes(config, routers=("handoff",), policies=("unfold", config.coldstart.fold_policy))
+    return run_modes(config, start(config, use_ray=False), heldout(config, limit), table, out)
+
+
+def run(config: Config, traces: str | None = None, overwrite: bool = False, eval_limit: int | None = 100,
+        dry_run: bool = False, log=print) -> dict:
+    from longshort.data.coldstart import synthesize
+    from longshort.importance import read_scoring_inputs
+    from longshort.runner import start
+
+    out = Path(config.coldstart.out_dir)
+    if dry_run and config.coldstart.backend != "openrlhf":
+        raise ValueError("--dry-run prints the OpenRLHF commands: set coldstart.backend: openrlhf")
+    if traces is None:
+        if config.tiny is None:
+            raise ValueError(f"{config.source}: no 'tiny' section, so pass --traces with long traces to learn from")
+        from longshort.data.tiny_world import build
+
+        build(config, log=log)
+        inputs = tiny_inputs(config)
+    else:
+        inputs = read_scoring_inputs(traces)
+    prepare(out, config, overwrite)
+    hosted = start(config, use_ray=False)
+    data = synthesize(config, hosted, inputs, out, log=log)
+    if config.coldstart.backend == "openrlhf":
+        from longshort.rl.openrlhf_sft import launch
+
+        commands = launch(config, data["samples"], hosted[1], out, dry_run, log)
+        return {"manifest": data["manifest"], "commands": commands}
+    trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}
+    after = config.model_copy(update={agent: config.model(agent).model_copy(update={"path": path})
+                                      for agent, path in trained.items()})
+    result = {"manifest": data["manifest"], "models": trained}
+    if eval_limit and config.tiny is not None:
+        log("before cold-start SFT:")
+        result["before"] = evaluate(config, eval_limit, out / "eval" / "before")
+        log("after cold-start SFT:")
+        result["after"] = evaluate(after, eval_limit, out / "eval" / "after")
+        (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
+    return result

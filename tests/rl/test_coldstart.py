@@ -1,0 +1,140 @@
+"""Cold-start synthesis and SFT on the tiny world, with the real tiny models."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from longshort.data.coldstart import build_transcript, fold_points, split, synthesize
+from longshort.importance import ScoringInput, read_scoring_inputs
+from longshort.problem import Problem
+from longshort.rl.samples import sft_samples
+
+PROBLEM = Problem("p", "x=1.\nop1: +1.\nFind x modulo m=10.", "2", "synthetic", "synthetic")
+
+
+@pytest.fixture(scope="module")
+def hosted(tiny_config):
+    from longshort.runner import start
+
+    return start(tiny_config, use_ray=False)
+
+
+def test_split_gives_thoughts_over_the_threshold_to_long_and_the_first_always():
+    record = {"chunks": [{"text": "a\n\n", "score": -0.1}, {"text": "b", "score": 0.5}, {"text": "c", "score": 0.0},
+                         {"text": "d", "status": "past_context"}]}
+    assert split(record, 0.0) == [("long", "a"), ("long", "b"), ("short", "c"), ("long", "d")]
+
+
+def test_transcripts_follow_the_handoff_protocol_and_each_agent_learns_only_its_tokens(hosted):
+    _, tokenizer, protocol = hosted
+    texts = [("long", "op1: +1. 1+1=2."), ("long", "Check: 1+1=2. Yes."), ("short", "Let me go on."),
+             ("short", "Hmm."), ("long", "So x=2.")]
+    pieces = [(agent, tokenizer.encode(text, add_special_tokens=False)) for agent, text in texts]
+    t = build_transcript(PROBLEM, pieces, tokenizer, protocol)
+    assert [(u.agent, u.kind) for u in t.turns] == [("long", "think"), ("short", "think"), ("long", "think"),
+                                                   ("short", "think"), ("short", "think"), ("long", "answer")]
+    ends = [u.token_ids[-1] for u in t.turns]
+    p = protocol
+    assert ends == [p.close_id("long"), p.ids["handback"], p.close_id("long"), p.close_id("short"),
+                    p.ids["handback"], p.answer_close_id]
+    assert t.turns[1].token_ids == [p.ids["handback"]]  # the short agent hands straight back
+    for agent in ("long", "short"):
+        (sample,) = sft_samples(t, agent)
+        trained = [i for i, m in zip(sample.input_ids, sample.loss_mask) if m]
+        assert trained == [i for u in t.turns if u.agent == agent for i in u.token_ids]
+
+
+def test_fold_points_close_a_segment_at_the_thought_that_reaches_the_budget():
+    pieces = [("long", [1] * 10), ("short", [1] * 25), ("long", [1] * 50), ("short", [1] * 5), ("long", [1] * 3)]
+    assert fold_points(pieces, 30) == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def synthesized(tiny_config, hosted, tmp_path_factory):
+    from longshort.rl.coldstart import tiny_inputs
+
+    config = tiny_config.model_copy(update={"coldstart": tiny_config.coldstart.model_copy(
+        update={"traces": 24, "fold_share": 1.0, "segment_tokens": 30})})
+    inputs = tiny_inputs(config)
+    wrong = ScoringInput(Problem("wrong", inputs[0].problem.question, inputs[0].problem.answer, "synthetic",
+                                 "synthetic"), inputs[0].thinking, prediction="not the answer")
+    out = tmp_path_factory.mktemp("coldstart")
+    return config, synthesize(config, hosted, inputs + [wrong], out, log=lambda _: None), out
+
+
+def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted):
+    from datasets import load_from_disk
+
+    from longshort.transcript import Transcript
+
+    config, data, out = synthesized
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == data["manifest"]["counts"]
+    assert manifest["counts"]["traces"] == 25 and manifest["counts"]["wrong_answer"] == 1
+    assert manifest["counts"]["used"] == 24 and manifest["counts"]["folded"] > 0
+    transcripts = [Transcript.from_dict(json.loads(line)) for line in open(out / "transcripts.jsonl")]
+    assert len(transcripts) == 48  # each trace unfolded, and again folded
+    protocol = hosted[2]
+    for t in transcripts:
+        assert t.turns[0].agent == "long" and t.turns[-1].kind == "answer" and t.answer == t.problem.answer
+        for u in t.turns:
+            if u.kind == "summary":
+                assert u.agent == config.coldstart.summarizer
+                assert u.token_ids[-1] == protocol.ids["summary_close"] and len(u.token_ids) <= 25
+    for agent in ("long", "short"):
+        rows = [json.loads(line) for line in open(out / "samples" / agent / "samples.jsonl")]
+        assert len(rows) == manifest["samples"][agent]["count"] == len(data["samples"][agent])
+        assert sum(sum(r["loss_mask"]) for r in rows) == manifest["samples"][agent]["trained_tokens"]
+        dataset = load_from_disk(str(out / "samples" / agent / "dataset"))
+        assert dataset[0]["input_ids"] == rows[0]["input_ids"] and len(dataset) == len(rows)
+
+
+def test_a_folder_of_another_run_is_refused_unless_overwritten(tiny_config, tmp_path):
+    from longshort.rl.coldstart import RunFolderError, prepare
+
+    prepare(tmp_path, tiny_config, overwrite=False)
+    prepare(tmp_path, tiny_config, overwrite=False)  # the same run resumes
+    other = tiny_config.model_copy(update={"coldstart": tiny_config.coldstart.model_copy(update={"threshold": 0.3})})
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        prepare(tmp_path, other, overwrite=False)
+    prepare(tmp_path, other, overwrite=True)
+
+
+def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from longshort.rl.sft import train
+
+    samples = synthesized[1]["samples"]["short"]
+    kw = dict(steps=12, batch_size=8, learning_rate=1e-3, pad_id=0, seed=3, checkpoint_every=5)
+
+    def fresh():
+        return AutoModelForCausalLM.from_pretrained(tiny_config.short.path)
+
+    whole = fresh()
+    train(whole, samples, checkpoint_dir=tmp_path / "whole", **kw)
+
+    class Killed(Exception):
+        pass
+
+    def die_at_7(step, loss):
+        if step == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(fresh(), samples, checkpoint_dir=tmp_path / "killed", on_step=die_at_7, **kw)
+    resumed = fresh()
+    losses = train(resumed, samples, checkpoint_dir=tmp_path / "killed", **kw)
+    assert len(losses) == 12
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_raw_r1_text_is_cut_at_the_end_of_thinking_and_its_boxed_answer_kept(tmp_path):
+    path = tmp_path / "raw.jsonl"
+    path.write_text(json.dumps({"id": "r1", "problem": "2+3?", "answer": "5",
+                                "thinking": "<think>\nTwo plus three.\n\nSo 5.\n</think>\n\nThus $\\boxed{5}$."}) + "\n")
+    (item,) = read_scoring_inputs(path)
+    assert item.thinking == "\nTwo plus three.\n\nSo 5.\n" and item.prediction == "5"

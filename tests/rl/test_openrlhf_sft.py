@@ -1,0 +1,106 @@
+"""The OpenRLHF SFT path, as far as it runs without a GPU: its real dataset class reads our data back to our ids
+and masks, and its real argument parser (0.11.2's source) accepts the command we build."""
+from __future__ import annotations
+
+import ast
+import argparse
+import importlib.util
+import json
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+openrlhf_datasets = pytest.importorskip("openrlhf.datasets", reason="openrlhf (installed with --no-deps) is absent")
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_config):
+    from longshort.data.coldstart import build_transcript
+    from longshort.problem import Problem
+    from longshort.rl.samples import sft_samples
+    from longshort.runner import load_shared_tokenizer
+
+    tokenizer, protocol = load_shared_tokenizer(tiny_config)
+    problem = Problem("p", "x=1.\nop1: +1.\nop2: *3.\nFind x modulo m=10.", "6", "synthetic", "synthetic")
+    texts = [("long", "op1: +1. 1+1=2."), ("short", "Check: 1+1=2. Yes."), ("long", "op2: *3. 2*3=6."),
+             ("short", "So x=6.")]
+    pieces = [(a, tokenizer.encode(t, add_special_tokens=False)) for a, t in texts]
+    transcript = build_transcript(problem, pieces, tokenizer, protocol)
+    return tokenizer, {agent: sft_samples(transcript, agent) for agent in ("long", "short")}
+
+
+def test_openrlhf_reads_our_samples_back_to_the_same_ids_and_loss_mask(samples, tmp_path):
+    from datasets import Dataset
+
+    from longshort.rl.openrlhf_sft import VERBATIM_TEMPLATE, write_dataset
+
+    tokenizer, by_agent = samples
+    for agent, agent_samples in by_agent.items():
+        path = write_dataset(agent_samples, tokenizer, tmp_path / f"{agent}.jsonl")
+        rows = [json.loads(line) for line in open(path)]
+        args = SimpleNamespace(data=SimpleNamespace(input_key="messages", output_key=None, apply_chat_template=True,
+                                                    tokenizer_chat_template=VERBATIM_TEMPLATE))
+        dataset = openrlhf_datasets.SFTDataset(Dataset.from_list(rows), tokenizer, 4096, SimpleNamespace(args=args),
+                                               num_processors=1, multiturn=True)
+        assert len(dataset) == len(agent_samples)
+        for k, ours in enumerate(agent_samples):
+            ids, _, mask = dataset[k]
+            n = len(ours.input_ids)
+            assert ids[0, :n].tolist() == ours.input_ids  # OpenRLHF then appends its EOS
+            # its mask marks the position that predicts a trained token: ours shifted left by one
+            assert mask[0, : n - 1].tolist() == [float(m) for m in ours.loss_mask[1:]]
+            assert mask[0, n - 1 :].sum() == 0
+
+
+def openrlhf_sft_parser() -> argparse.ArgumentParser:
+    """The parser built in openrlhf/cli/train_sft.py's main block, from the installed source, without running it."""
+    path = Path(importlib.util.find_spec("openrlhf").origin).parent / "cli" / "train_sft.py"
+    tree = ast.parse(path.read_text())
+    main = next(n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))
+    body = []
+    for statement in main.body:
+        if "parse_args" in ast.unparse(statement):
+            break
+        body.append(statement)
+    namespace = {"argparse": argparse, "datetime": __import__("datetime").datetime}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace["parser"]
+
+
+def test_the_command_parses_with_the_pinned_openrlhf_parser(tiny_config, tmp_path):
+    from longshort.rl.openrlhf_sft import VERBATIM_TEMPLATE, sft_command
+
+    command = sft_command(tiny_config, "long", tmp_path / "long.jsonl", tmp_path)
+    assert command[:5] == ["deepspeed", "--num_gpus", str(tiny_config.coldstart.num_gpus), "--module",
+                           "openrlhf.cli.train_sft"]
+    args = openrlhf_sft_parser().parse_args(command[5:])  # an unknown flag would exit here
+    values = vars(args)
+    assert values["data.multiturn"] and values["data.apply_chat_template"] and values["ckpt.save_hf"]
+    assert values["data.tokenizer_chat_template"] == VERBATIM_TEMPLATE
+    assert values["model.model_name_or_path"] == tiny_config.long.path
+    assert values["adam.lr"] == tiny_config.coldstart.learning_rate
+    assert values["data.input_key"] == "messages" and values["ckpt.load_enable"]
+
+
+def test_dry_run_writes_the_data_and_prints_both_commands(tiny_config, tmp_path, capsys):
+    import yaml
+
+    from longshort.cli import main
+
+    data = yaml.safe_load(Path(tiny_config.source).read_text())
+    for section in ("long", "short"):
+        data[section]["path"] = getattr(tiny_config, section).path
+    data["tiny"]["out_dir"] = tiny_config.tiny.out_dir
+    data["coldstart"] |= {"backend": "openrlhf", "traces": 6, "out_dir": str(tmp_path / "run")}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(data))
+    assert main(["coldstart", "--config", str(config), "--dry-run"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("deepspeed ")]
+    assert len(printed) == 2 and "--model.model_name_or_path" in printed[0]
+    parser = openrlhf_sft_parser()
+    for line in printed:
+        parser.parse_args(shlex.split(line)[5:])
+    for agent in ("long", "short"):
+        assert (tmp_path / "run" / "openrlhf" / f"{agent}.jsonl").stat().st_size > 0
