@@ -162,7 +162,7 @@ def build_model(tokenizer, shape: TinyModelConfig, seed: int):
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
-        intermediate_size=4 * shape.hidden_size,
+        intermediate_size=shape.mlp_ratio * shape.hidden_size,
         num_hidden_layers=shape.num_hidden_layers,
         num_attention_heads=shape.num_attention_heads,
         num_key_value_heads=shape.num_attention_heads,

@@ -72,6 +72,7 @@ class TinyModelConfig(Strict):
     num_hidden_layers: int
     num_attention_heads: int
     steps: int
+    mlp_ratio: int = 4  # the MLP's intermediate size over the hidden size
 
 
 class TinyWorldConfig(Strict):
@@ -85,7 +86,8 @@ class TinyWorldConfig(Strict):
     max_ops: int = 4
     modulus: int = 10
     vocab_size: int = 384
-    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=1000)
+    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=800,
+                                                 mlp_ratio=2)
     short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=300)
     batch_size: int = 64
     learning_rate: float = 3e-3

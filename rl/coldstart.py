@@ -36,9 +36,9 @@ def tiny_inputs(config: Config):
 
 def prepare(out: Path, config: Config, overwrite: bool) -> None:
     """Claim ``out`` for this config, or resume the run of the same config already there."""
+    models = {agent: _fingerprint(config.model(agent).path) for agent in ("long", "short")}
     spec = json.dumps({"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
-                       "chunking": config.chunking.model_dump(), "long": config.long.path,
-                       "short": config.short.path}, sort_keys=True)
+                       "chunking": config.chunking.model_dump(), "models": models}, sort_keys=True)
     claim = out / "run.json"
     if claim.exists() and claim.read_text() != spec:
         if not overwrite:
@@ -46,6 +46,14 @@ def prepare(out: Path, config: Config, overwrite: bool) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     claim.write_text(spec)
+
+
+def _fingerprint(path: str) -> str | list:
+    """A model folder's files with their sizes and modification times, so a rebuilt model starts a new run."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path  # a hub name
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file()]
 
 
 def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Path:
