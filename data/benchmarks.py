@@ -8,7 +8,6 @@ shuffled into the question with a seed of its own.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -105,17 +104,15 @@ def _shuffled_options(row: dict, number: int) -> tuple[str, str]:
 
 
 def _jsonl(path: Path, limit: int | None) -> list[dict]:
+    from longshort.jsonl import numbered_rows
+
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{path}, line {number}: not valid JSON ({e.msg})") from None
-            if limit is not None and len(rows) >= limit:
-                break
+    for number, row in numbered_rows(path):
+        if isinstance(row, Exception):
+            raise BenchmarkError(f"{path}, line {number}: {row}")
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
     return rows
 
 

@@ -13,6 +13,8 @@ import json
 import math
 from pathlib import Path
 
+from longshort.demo import transcript_file
+
 COLUMNS = [  # key, header, format
     ("pass@1", "pass@1", "{:.1%}"),
     ("long_tokens", "long tok", "{:.1f}"),
@@ -42,17 +44,24 @@ def _pass_k_keys(summary: dict) -> list[str]:
     return sorted(keys, key=lambda k: int(k.split("@")[1]))
 
 
-def markdown_table(summary: dict) -> str:
+def table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """The header and the formatted rows of the results table, one row per benchmark × mode."""
     extra = _pass_k_keys(summary)
-    head = ["benchmark", "mode", "n"] + [h for _, h, _ in COLUMNS[:1]] + extra + [h for _, h, _ in COLUMNS[1:]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["benchmark", "mode", "n", "pass@1"] + extra + [h for _, h, _ in COLUMNS[1:]]
+    rows = []
     for benchmark, modes in summary["results"].items():
         for mode, row in modes.items():
-            cells = [benchmark, mode, str(row["samples"]), _cell(row, *COLUMNS[0][::2])]
+            cells = [benchmark, mode, str(row["samples"]), _cell(row, "pass@1", "{:.1%}")]
             cells += [f"{row[k]:.1%}" if k in row else "–" for k in extra]
             cells += [_cell(row, key, fmt) for key, _, fmt in COLUMNS[1:]]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append(cells)
+    return head, rows
+
+
+def markdown_table(summary: dict) -> str:
+    head, rows = table(summary)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
 def plots(out: Path, summary: dict, transcripts: dict) -> list[Path]:
@@ -118,7 +127,7 @@ def _viewer_items(out: Path, summary: dict, per_mode: int) -> list[dict]:
     items = []
     for benchmark, modes in summary["results"].items():
         for mode in modes:
-            path = out / "transcripts" / benchmark / f"{mode.replace('/', '+')}.jsonl"
+            path = transcript_file(out, benchmark, mode)
             with open(path) as f:
                 for line, _ in zip(f, range(per_mode)):
                     t = Transcript.from_dict(json.loads(line))
@@ -153,7 +162,7 @@ def _context_curves(out: Path, summary: dict) -> dict:
     for mode, spec in summary["modes"].items():
         longest = None
         for benchmark in summary["results"]:
-            path = out / "transcripts" / benchmark / f"{mode.replace('/', '+')}.jsonl"
+            path = transcript_file(out, benchmark, mode)
             for line in open(path):
                 t = Transcript.from_dict(json.loads(line))
                 if longest is None or (t.folds, len(t.turns)) > (longest.folds, len(longest.turns)):
@@ -175,23 +184,16 @@ def write_reports(out: Path, summary: dict, config) -> None:
 
 def html_page(summary: dict, images: list[Path], items: list[dict]) -> str:
     """One file: inline CSS and script, plots as data URIs, transcripts as JSON for the viewer."""
-    rows = []
-    extra = _pass_k_keys(summary)
-    head = ["benchmark", "mode", "n", "pass@1"] + extra + [h for _, h, _ in COLUMNS[1:]]
-    for benchmark, modes in summary["results"].items():
-        for mode, row in modes.items():
-            cells = [benchmark, mode, str(row["samples"]), _cell(row, "pass@1", "{:.1%}")]
-            cells += [f"{row[k]:.1%}" if k in row else "–" for k in extra]
-            cells += [_cell(row, key, fmt) for key, _, fmt in COLUMNS[1:]]
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    table = ("<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    head, rows = table(summary)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    results = ("<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+               + "</tr></thead><tbody>" + body + "</tbody></table>")
     figures = "".join(
         f"<figure><img alt='{html.escape(p.stem)}' src='data:image/png;base64,"
         f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(p.stem)}</figcaption></figure>"
         for p in images)
     data = json.dumps(items).replace("</", "<\\/")
-    return PAGE.format(table=table, figures=figures, data=data,
+    return PAGE.format(table=results, figures=figures, data=data,
                        versions=html.escape(json.dumps(summary["versions"])))
 
 

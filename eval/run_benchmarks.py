@@ -83,13 +83,10 @@ def versions() -> dict:
     return found
 
 
-def file_name(mode: str) -> str:
-    return mode.replace("/", "+")
-
-
 def run(args) -> dict:
     from longshort.config import load_config
     from longshort.data.benchmarks import load_benchmark, names
+    from longshort.demo import transcript_file
     from longshort.runner import orchestrator, solve_file, start
 
     config = with_overrides(load_config(args.config), args)
@@ -104,7 +101,7 @@ def run(args) -> dict:
     hosted = start(config, use_ray=not args.no_ray)
     for benchmark in benchmarks:
         for mode, solve in table.items():
-            output = out / "transcripts" / benchmark / f"{file_name(mode)}.jsonl"
+            output = transcript_file(out, benchmark, mode)
             began = time.perf_counter()
             new = solve_file(orchestrator(config, hosted, solve), problems[benchmark], output, samples=args.n,
                              desc=f"{benchmark} {mode}")
@@ -121,6 +118,7 @@ def run(args) -> dict:
 
 def summarize(out: Path, config, args, benchmarks, table, problems, timing) -> dict:
     """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
+    from longshort.demo import transcript_file
     from longshort.eval.metrics import mode_metrics
     from longshort.transcript import Transcript
 
@@ -128,7 +126,7 @@ def summarize(out: Path, config, args, benchmarks, table, problems, timing) -> d
     for benchmark in benchmarks:
         wanted = {(p.id, s) for p in problems[benchmark] for s in range(args.n)}
         for mode in table:
-            path = out / "transcripts" / benchmark / f"{file_name(mode)}.jsonl"
+            path = transcript_file(out, benchmark, mode)
             transcripts = [Transcript.from_dict(json.loads(line)) for line in open(path)]
             transcripts = [t for t in transcripts if (t.problem.id, t.sample) in wanted]
             results.setdefault(benchmark, {})[mode] = mode_metrics(

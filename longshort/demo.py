@@ -29,14 +29,24 @@ def modes(config: Config, solo=SOLO_MODES, routers=PAIR_ROUTERS, policies=tuple(
     return table
 
 
+def mode_file(mode: str) -> str:
+    """The file a mode's transcripts go to (``handoff/fold-append`` -> ``handoff+fold-append.jsonl``)."""
+    return f"{mode.replace('/', '+')}.jsonl"
+
+
+def transcript_file(run: Path, benchmark: str, mode: str) -> Path:
+    """Where a benchmark run keeps one benchmark × mode's transcripts."""
+    return Path(run) / "transcripts" / benchmark / mode_file(mode)
+
+
 def summarize(transcripts) -> dict:
-    from longshort.eval.grader import grade
+    from longshort.eval.metrics import correct
 
     n = len(transcripts)
     mean = lambda values: sum(values) / n if n else 0.0  # noqa: E731
     return {
         "problems": n,
-        "accuracy": mean([t.answer is not None and grade(t.problem.kind, t.answer, t.problem.answer) for t in transcripts]),
+        "accuracy": mean([correct(t) for t in transcripts]),
         "answered": mean([t.stop_reason == "answered" for t in transcripts]),
         "long_tokens": mean([t.tokens("long") for t in transcripts]),
         "short_tokens": mean([t.tokens("short") for t in transcripts]),
@@ -53,7 +63,7 @@ def run_modes(config: Config, hosted, problems: list[Problem], mode_table: dict[
     rows = {}
     for name, solve in mode_table.items():
         orch = orchestrator(config, hosted, solve)
-        output = out_dir / f"{name.replace('/', '+')}.jsonl"
+        output = out_dir / mode_file(name)
         start = time.perf_counter()
         solve_file(orch, problems, output)
         seconds = time.perf_counter() - start

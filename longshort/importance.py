@@ -31,7 +31,7 @@ from pathlib import Path
 from longshort.agents.backend import GenerationRequest
 from longshort.chunking import Chunk, chunk_text
 from longshort.config import Config, ScoringConfig
-from longshort.jsonl import Appender, completed_keys, read_rows
+from longshort.jsonl import Appender, completed_keys, read_rows, trace_id
 from longshort.memory import render
 from longshort.problem import Problem
 from longshort.protocol import prompt_ids
@@ -112,11 +112,8 @@ class Rollouts:
 
     def answer_text(self, ids: list[int]) -> str | None:
         """The decoded text between the answer tags, when the completion closed them."""
-        p = self.protocol
-        if p.answer_open_id not in ids or ids[-1] != p.answer_close_id:
-            return None
-        start = len(ids) - ids[::-1].index(p.answer_open_id)
-        return self.tokenizer.decode(ids[start:-1]).strip()
+        answer = self.protocol.answer_ids(ids[:-1]) if ids[-1:] == [self.protocol.answer_close_id] else None
+        return None if answer is None else self.tokenizer.decode(answer).strip()
 
     def _continue(self, states: list[Transcript], k: int) -> list[int]:
         from longshort.config import SamplingConfig, SolveConfig
@@ -201,22 +198,18 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
     seen: dict[str, int] = {}
 
     def parse(number: int, row: dict) -> ScoringInput:
-        trace_id = str(row.get("id", f"line-{number}"))
         thinking, question = row.get("thinking"), row.get("problem") or row.get("question")
         if isinstance(thinking, str) and "</think>" in thinking:
             thinking, response = thinking.split("</think>", 1)
             thinking = thinking.split("<think>", 1)[-1]
             boxed = last_boxed(response)
             row = {"prediction": boxed, **row} if boxed is not None else row
-        if not isinstance(thinking, str) or not thinking.strip():
-            raise ValueError(f"trace {trace_id}: no thinking text")
+        found = trace_id(number, row, thinking, seen)
         if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"trace {trace_id}: no problem text")
+            raise ValueError(f"trace {found}: no problem text")
         if "answer" not in row:
-            raise ValueError(f"trace {trace_id}: no gold answer")
-        if seen.setdefault(trace_id, number) != number:
-            raise ValueError(f"trace {trace_id}: the id is also on line {seen[trace_id]}")
-        problem = Problem(trace_id, question, str(row["answer"]), str(row.get("source", Path(path).stem)),
+            raise ValueError(f"trace {found}: no gold answer")
+        problem = Problem(found, question, str(row["answer"]), str(row.get("source", Path(path).stem)),
                           str(row.get("kind", default_kind)))
         prediction = row.get("prediction")
         return ScoringInput(problem, thinking, None if prediction is None else str(prediction))

@@ -37,21 +37,26 @@ def read_traces(path: str | Path, skip_bad: bool = False) -> list[tuple[str, str
     lines: dict[str, int] = {}
 
     def trace(number: int, row: dict) -> tuple[str, str]:
-        trace_id = str(row.get("id", f"line-{number}"))
-        thinking = row.get("thinking")
-        if not isinstance(thinking, str) or not thinking.strip():
-            raise ValueError(f"trace {trace_id}: no thinking text")
-        if lines.setdefault(trace_id, number) != number:  # outputs are keyed by id
-            raise ValueError(f"trace {trace_id}: the id is also on line {lines[trace_id]}")
-        return trace_id, thinking
+        return trace_id(number, row, row.get("thinking"), lines), row["thinking"]
 
     return read_rows(path, skip_bad, trace)
+
+
+def trace_id(number: int, row: dict, thinking, lines: dict[str, int]) -> str:
+    """The id of the trace on line ``number`` (the line number stands in for a missing one), once it is checked to
+    have ``thinking`` text and an id no earlier line has (outputs are keyed by id); ``lines`` records the ids seen."""
+    found = str(row.get("id", f"line-{number}"))
+    if not isinstance(thinking, str) or not thinking.strip():
+        raise ValueError(f"trace {found}: no thinking text")
+    if lines.setdefault(found, number) != number:
+        raise ValueError(f"trace {found}: the id is also on line {lines[found]}")
+    return found
 
 
 def read_rows(path: str | Path, skip_bad: bool, parse) -> list:
     """``parse(number, row)`` of each row; a bad row stops the run with its file and line named, or is skipped."""
     items = []
-    for number, row in _rows(path):
+    for number, row in numbered_rows(path):
         try:
             if isinstance(row, Exception):
                 raise row
@@ -66,7 +71,8 @@ def read_rows(path: str | Path, skip_bad: bool, parse) -> list:
     return items
 
 
-def _rows(path: str | Path) -> Iterator[tuple[int, object]]:
+def numbered_rows(path: str | Path) -> Iterator[tuple[int, object]]:
+    """``(line number, parsed row)`` of each non-blank line; a line that cannot be read gives a ValueError instead."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():

@@ -49,7 +49,7 @@ class Orchestrator:
         self.tag_ids = set(protocol.ids.values())
         self.stats = {"backend_wait_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
                       "prefill_tokens": 0, "naive_prefill_tokens": 0}
-        self._before: dict[int, tuple[int, int, int]] = {}  # id(transcript) -> turns, long, short tokens at start
+        self._before: dict[int, tuple[int, dict[str, int]]] = {}  # id(transcript) -> turns, tokens per agent at start
 
     def solve(self, problems: Iterable[Problem | tuple[Problem, int] | Transcript],
               on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
@@ -88,7 +88,7 @@ class Orchestrator:
         else:
             problem, sample = item if isinstance(item, tuple) else (item, 0)
             transcript = Transcript(problem, prompt_ids(self.tokenizer, problem.question), sample=sample)
-        self._before[id(transcript)] = (len(transcript.turns), transcript.tokens("long"), transcript.tokens("short"))
+        self._before[id(transcript)] = (len(transcript.turns), {a: transcript.tokens(a) for a in ("long", "short")})
         return transcript
 
     def _segment_tokens(self, transcript: Transcript) -> int:
@@ -111,7 +111,7 @@ class Orchestrator:
             forced, stops = [self.protocol.ids["summary_open"]], (self.protocol.ids["summary_close"],)
         else:
             agent, kind = writer, "think"
-            spent = transcript.tokens(agent) - self._before[id(transcript)][1 if agent == "long" else 2]
+            spent = transcript.tokens(agent) - self._before[id(transcript)][1][agent]
             left = (cfg.max_long_tokens if agent == "long" else cfg.max_short_tokens) - spent
             max_new = min(cfg.chunk_tokens, left)
             if memory.policy != "unfold":
@@ -120,9 +120,7 @@ class Orchestrator:
                 transcript.stop_reason = "budget"
                 return None
             forced = [self.protocol.open_id(agent)]
-            stops = (self.protocol.close_id(agent), self.protocol.answer_close_id)
-            if agent == "short":
-                stops += (self.protocol.ids["handback"],)
+            stops = self.protocol.think_stops(agent)
         context = render(transcript, memory.policy) + forced
         max_new = min(max_new, self.max_context[agent] - len(context))
         if max_new < 1:
@@ -173,11 +171,11 @@ class Orchestrator:
             what = self.tokenizer.decode(stray[:1]) if stray else "end of text"
             self._stop(transcript, "malformed", f"{step.agent} wrote {what} inside a {step.kind} turn")
         elif kind == "answer":
-            if p.answer_open_id not in body:
+            answer = p.answer_ids(body)
+            if answer is None:
                 self._stop(transcript, "malformed", f"{step.agent} closed an answer it never opened")
             else:
-                start = len(body) - body[::-1].index(p.answer_open_id)
-                transcript.answer = self.tokenizer.decode(body[start:]).strip()
+                transcript.answer = self.tokenizer.decode(answer).strip()
                 transcript.stop_reason = "answered"
 
     @staticmethod

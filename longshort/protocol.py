@@ -51,6 +51,18 @@ class Protocol:
     def answer_close_id(self) -> int:
         return self.ids["answer_close"]
 
+    def think_stops(self, agent: str) -> tuple[int, ...]:
+        """The ids that end a think turn of ``agent``: its close tag, the end of an answer, and for the short agent
+        the hand-back tag."""
+        stops = (self.close_id(agent), self.answer_close_id)
+        return stops + (self.ids["handback"],) if agent == "short" else stops
+
+    def answer_ids(self, body: list[int]) -> list[int] | None:
+        """The ids after the last answer open tag of ``body`` (a turn without its closing tag); None without one."""
+        if self.answer_open_id not in body:
+            return None
+        return body[len(body) - body[::-1].index(self.answer_open_id):]
+
 
 def prompt_ids(tokenizer, question: str) -> list[int]:
     """The ids a solve starts from: the question as a user turn of the chat template, then the assistant's turn."""

@@ -85,7 +85,7 @@ class MonteCarlo(Router):
         if scoring.router_fallback == "mc":
             raise ValueError("scoring.router_fallback cannot be 'mc' itself")
         self.fallback = make_router(scoring.router_fallback, protocol)
-        self.agents, self.solve, self.sampling, self.scoring = agents, solve, sampling, scoring
+        self.agents, self.solve, self.scoring = agents, solve, scoring
         self.max_context = max_context
         self.rollouts = Rollouts(agents, tokenizer, protocol, scoring.model_copy(update={"policy": "answer"}),
                                  solve.memory.policy, sampling.seed, max_context[scoring.agent])
@@ -115,48 +115,39 @@ class MonteCarlo(Router):
         return choice
 
     def _gain_per_token(self, agent: str, states: list[Transcript], now) -> list[float]:
-        """Per state: (chance after a chunk by ``agent`` - chance now) / the chunk's mean length."""
+        """Per state: (chance after a chunk by ``agent`` - chance now) / the chunk's mean length. A candidate that
+        wrote the final answer is graded as it is; one rollout after each other candidate, all in one batch."""
         from longshort.agents.backend import GenerationRequest
+        from longshort.eval.grader import grade
         from longshort.memory import render
         from longshort.transcript import Turn
 
         p, k = self.protocol, self.scoring.rollouts
-        stops = (p.close_id(agent), p.answer_close_id) + ((p.ids["handback"],) if agent == "short" else ())
         contexts = [render(s, self.solve.memory.policy) + [p.open_id(agent)] for s in states]
         requests = [GenerationRequest(c, max(1, min(self.solve.chunk_tokens, self.max_context[agent] - len(c))),
-                                      stops, self.scoring.temperature, self.scoring.top_p, self.rollouts.seed_of(s),
-                                      n=k, logprobs=False) for s, c in zip(states, contexts)]
+                                      p.think_stops(agent), self.scoring.temperature, self.scoring.top_p,
+                                      self.rollouts.seed_of(s), n=k, logprobs=False) for s, c in zip(states, contexts)]
         results = self.agents[agent].generate(requests)
-        gains = []
-        for state, result, before in zip(states, results, now):
-            candidates = []
+        chances = [0.0] * len(states)  # per state: correct answers among candidates, then rollouts after the others
+        owner, lookahead = [], []  # the candidates to roll out from, and the state each came from
+        for n, (state, result) in enumerate(zip(states, results)):
             for completion in result.completions:
                 ids = completion.token_ids
-                if ids[-1] == p.answer_close_id:  # the candidate answered: grade it as its own rollout
-                    candidates.append(None)
+                if ids[-1] == p.answer_close_id:
+                    answer = self.rollouts.answer_text(ids)
+                    chances[n] += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
                     continue
                 closing = [] if completion.stop_reason == "stop" else [p.close_id(agent)]
                 after = copy.copy(state)
                 after.turns = state.turns + [Turn(agent, "think", [p.open_id(agent)], ids, None,
                                                   completion.stop_reason, "", state.segment, closing)]
-                candidates.append(after)
-            lookahead = iter(self.rollouts.estimate([c for c in candidates if c is not None], k=1))
-            answered = iter(self._graded(state, result.completions))
-            chance = sum(next(lookahead).accuracy if c is not None else next(answered) for c in candidates) / k
-            length = sum(len(c.token_ids) for c in result.completions) / k
-            gains.append((chance - before.accuracy) / max(length, 1.0))
-        return gains
-
-    def _graded(self, state: Transcript, completions) -> list[float]:
-        """1.0 or 0.0 for each candidate that wrote its final answer."""
-        from longshort.eval.grader import grade
-
-        grades = []
-        for completion in completions:
-            answer = self.rollouts.answer_text(completion.token_ids)
-            if completion.token_ids[-1] == self.protocol.answer_close_id:
-                grades.append(float(answer is not None and grade(state.problem.kind, answer, state.problem.answer)))
-        return grades
+                owner.append(n)
+                lookahead.append(after)
+        for n, estimate in zip(owner, self.rollouts.estimate(lookahead, k=1)):
+            chances[n] += estimate.accuracy
+        lengths = [sum(len(c.token_ids) for c in result.completions) / k for result in results]
+        return [(chance / k - before.accuracy) / max(length, 1.0)
+                for chance, length, before in zip(chances, lengths, now)]
 
 
 def make_router(name: str, protocol, **context) -> Router:
