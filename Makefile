@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-vllm tiny smollm2 train-coldstart eval bench clean
+.PHONY: install install-vllm demo test test-vllm tiny smollm2 train-coldstart rl eval bench clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ demo: install
 train-coldstart: install
 	$(VENV)/bin/longshort coldstart --config $(CONFIG)
 
+# Synergy RL of both agents from the cold-start run (make train-coldstart first), evaluated before and after
+rl: install
+	$(VENV)/bin/longshort rl --config $(CONFIG)
+
 # Every mode on the tiny world's held-out set; add benchmarks with BENCHMARKS=math500,gsm8k,... DATA=folder
 BENCHMARKS ?= synthetic
 EVAL_ARGS ?=
@@ -54,6 +58,7 @@ eval: install
 
 bench: install
 	$(PY) eval/bench_scorer.py --config $(CONFIG)
+	$(PY) eval/bench_throughput.py
 
 test: install
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)

@@ -29,6 +29,7 @@ setup(
         "gguf>=0.10",
         "accelerate>=1.0",  # transformers needs it to load GGUF checkpoints
         "matplotlib>=3.8",  # report plots
+        "tensorboard>=2.14",  # RL metrics
     ],
     extras_require={
         "gpu": ["vllm==0.29.0"],

@@ -116,25 +116,34 @@ class PrefixCache:
 
 
 class HFBackend:
-    def __init__(self, config: ModelConfig, name: str):
+    def __init__(self, config: ModelConfig, name: str, model=None):
+        """The model and tokenizer at ``config.path``; or ``model``, already built (random weights of a real
+        architecture, for throughput runs), with no tokenizer and so no EOS: generation stops only on request."""
         import torch
         from transformers import AutoModelForCausalLM
 
         self.name = name
         self.config = config
         self.device = torch.device(config.device)
-        self.tokenizer = load_tokenizer(config.path, config.trust_remote_code, name)
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(
-                config.path, dtype=_dtype(config.dtype), trust_remote_code=config.trust_remote_code
-            )
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"cannot load the model of {name} from '{config.path}': {e}") from None
-        self.model.to(self.device).eval()
+        self.tokenizer = None if model is not None else load_tokenizer(config.path, config.trust_remote_code, name)
+        if model is None:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    config.path, dtype=_dtype(config.dtype), trust_remote_code=config.trust_remote_code
+                )
+            except (OSError, ValueError) as e:
+                raise ModelLoadError(f"cannot load the model of {name} from '{config.path}': {e}") from None
+        self.model = model.to(self.device).eval()
         self.max_context = config.max_context or self.model.config.max_position_embeddings
-        self.eos_token_id = self.tokenizer.eos_token_id
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.eos_token_id = self.tokenizer.eos_token_id if self.tokenizer else None
+        pad = self.tokenizer.pad_token_id if self.tokenizer else None
+        self.pad_token_id = pad if pad is not None else 0
         self.prefix_cache = PrefixCache(config.prefix_cache_tokens) if config.prefix_reuse else None
+
+    def weights_changed(self) -> None:
+        """A trainer updated ``self.model`` in place: the cached KV was computed by the old weights."""
+        if self.prefix_cache is not None:
+            self.prefix_cache = PrefixCache(self.config.prefix_cache_tokens)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         start = time.perf_counter()

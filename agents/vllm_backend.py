@@ -98,7 +98,8 @@ class VLLMBackend:
         results = []
         for request, output in zip(requests, outputs):
             stops = self._stop_ids(request)
-            completions = [self._completion(request, stops, c) for c in sorted(output.outputs, key=lambda c: c.index)]
+            completions = [completion_of(c, stops, request.logprobs, self.name)
+                           for c in sorted(output.outputs, key=lambda c: c.index)]
             if request.temperature == 0 and len(completions) == 1:  # greedy was asked once, see _params
                 completions = [_copy(completions[0]) for _ in range(request.n)]
             if len(completions) != request.n:
@@ -140,22 +141,24 @@ class VLLMBackend:
             detokenize=False,
         )
 
-    def _completion(self, request: GenerationRequest, stops: list[int], output) -> Completion:
-        tokens = [int(t) for t in output.token_ids]
-        if output.finish_reason == "stop":
-            reason = "stop"
-            if not tokens or tokens[-1] not in stops:
-                raise RuntimeError(f"{self.name}: vLLM stopped on a token outside the stop set: {tokens[-1:]}")
-        elif output.finish_reason == "length":
-            reason = "length"
-        else:
-            raise RuntimeError(f"{self.name}: vLLM finished a completion with reason {output.finish_reason!r}")
-        logprobs = None
-        if request.logprobs:
-            if output.logprobs is None or len(output.logprobs) != len(tokens):
-                raise RuntimeError(f"{self.name}: vLLM returned no log-prob for some sampled tokens")
-            logprobs = [float(step[token].logprob) for token, step in zip(tokens, output.logprobs)]
-        return Completion(token_ids=tokens, logprobs=logprobs, stop_reason=reason)
+
+def completion_of(output, stops, logprobs: bool, name: str) -> Completion:
+    """Our Completion from one vLLM ``CompletionOutput`` (also what OpenRLHF's vLLM engines return)."""
+    tokens = [int(t) for t in output.token_ids]
+    if output.finish_reason == "stop":
+        reason = "stop"
+        if not tokens or tokens[-1] not in stops:
+            raise RuntimeError(f"{name}: vLLM stopped on a token outside the stop set: {tokens[-1:]}")
+    elif output.finish_reason == "length":
+        reason = "length"
+    else:
+        raise RuntimeError(f"{name}: vLLM finished a completion with reason {output.finish_reason!r}")
+    values = None
+    if logprobs:
+        if output.logprobs is None or len(output.logprobs) != len(tokens):
+            raise RuntimeError(f"{name}: vLLM returned no log-prob for some sampled tokens")
+        values = [float(step[token].logprob) for token, step in zip(tokens, output.logprobs)]
+    return Completion(token_ids=tokens, logprobs=values, stop_reason=reason)
 
 
 def _copy(c: Completion) -> Completion:

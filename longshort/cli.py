@@ -153,6 +153,15 @@ def _coldstart(args) -> int:
     return 0
 
 
+def _rl(args) -> int:
+    from longshort.config import load_config
+    from longshort.rl.synergy import run
+
+    run(load_config(args.config), overwrite=args.overwrite, eval_limit=args.eval_limit, dry_run=args.dry_run,
+        submit=args.submit)
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.demo import run_demo
 
@@ -240,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="OpenRLHF backend: write the data, print the commands")
     p.set_defaults(run=_coldstart)
 
+    p = sub.add_parser("rl", help="synergy RL of both agents from their cold-start checkpoints, evaluated before and after")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its rl section")
+    p.add_argument("--overwrite", action="store_true", help="replace a run of another config in rl.out_dir")
+    p.add_argument("--eval-limit", type=int, default=200, help="held-out problems evaluated before and after (0: none)")
+    p.add_argument("--submit", metavar="ADDRESS", help="run as a Ray job on the cluster whose dashboard is at ADDRESS "
+                   "(http://head:8265), uploading the current folder as the working directory")
+    p.add_argument("--dry-run", action="store_true", help="print the commands (OpenRLHF backend, or --submit) only")
+    p.set_defaults(run=_rl)
+
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--limit", type=int, default=100)
@@ -255,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     from longshort.config import ConfigError
     from longshort.jsonl import InputError
     from longshort.protocol import ProtocolError
+    from longshort.rl.jobs import JobFailedError
+    from longshort.rl.rewards import RewardFunctionError
 
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -265,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,
-            FileNotFoundError, ValueError) as e:  # RunFolderError and BenchmarkError are ValueErrors
+            RewardFunctionError, JobFailedError, FloatingPointError, FileNotFoundError, ValueError) as e:  # RunFolderError and BenchmarkError are ValueErrors
         print(f"longshort: error: {e}", file=sys.stderr)
         return 2
 

@@ -190,6 +190,55 @@ class ColdstartConfig(Strict):
     attn_implementation: str = "flash_attention_2"
 
 
+class RewardConfig(Strict):
+    """The reward of one transcript, shared by the pair (rl/rewards.py). Costs are per generated token."""
+
+    correct: float = 1.0  # a right final answer
+    wrong: float = 0.0  # an answer the grader marks wrong
+    invalid: float = -0.5  # no answer: the protocol was broken (malformed), or a budget or the clock ran out
+    long_token_cost: float = Field(default=0.004, ge=0)
+    short_token_cost: float = Field(default=0.001, ge=0)
+    fold_cost: float = Field(default=0.0, ge=0)
+    # A Python file defining ``reward(transcripts) -> list[float]``: its value replaces correct / wrong.
+    function: str | None = None
+
+
+class RLConfig(Strict):
+    """Synergy RL of both agents (rl/synergy.py): the pair solves, both are rewarded, each learns its own tokens."""
+
+    out_dir: str = "../runs/rl"
+    init: str | None = None  # a folder holding long/ and short/ (the cold-start run) to start from; null: the models above
+    # JSONL of training problems (question, answer, kind); null: the tiny world's training problems that cold-start
+    # did not use
+    problems: str | None = None
+    backend: Literal["local", "openrlhf"] = "local"
+    steps: int = Field(default=100, ge=1)
+    problems_per_step: int = Field(default=16, ge=1)
+    samples_per_problem: int = Field(default=8, ge=2)  # the group whose rewards are normalized
+    router: str = "handoff"
+    policy: Literal["unfold", "fold-restart", "fold-append"] = "unfold"
+    temperature: float = Field(default=1.0, gt=0)  # of the rollouts; log-probs are of the raw distribution
+    train: Literal["joint", "alternate"] = "joint"  # both agents every step, or one agent per round
+    alternate_every: int = Field(default=10, ge=1)  # steps per round under ``alternate``
+    advantage: Literal["grpo", "reinforce_baseline"] = "grpo"
+    learning_rate: float = Field(default=1e-4, gt=0)
+    clip: float = Field(default=0.2, gt=0)  # of the probability ratio
+    updates_per_step: int = Field(default=1, ge=1)  # optimizer steps on each step's rollouts
+    kl_coef: float = Field(default=0.0, ge=0)  # KL to the starting (SFT) model, k3 estimator; 0 = off
+    reward: RewardConfig = RewardConfig()
+    micro_batch_size: int = Field(default=8, ge=1)  # samples per forward/backward pass
+    checkpoint_every: int = Field(default=10, ge=1)
+    seed: int = 0
+    # OpenRLHF backend: ``rounds`` rounds, each training the long and then the short agent for ``alternate_every``
+    # steps while the other one is served frozen (its model config's backend and num_gpus)
+    num_gpus: int = Field(default=7, ge=1)  # of the agent being trained: DeepSpeed and vLLM colocated, an engine a GPU
+    vllm_memory_utilization: float = Field(default=0.6, gt=0, le=1)
+    max_len: int = Field(default=8192, ge=16)  # prompt + the whole transcript
+    zero_stage: int = Field(default=2, ge=0, le=3)
+    attn_implementation: str = "flash_attention_2"
+    rounds: int = Field(default=2, ge=1)
+
+
 class EvalConfig(Strict):
     """Modes of eval/run_benchmarks.py: ``longshort`` runs once per router × memory policy listed here."""
 
@@ -215,6 +264,7 @@ class Config(Strict):
     scoring: ScoringConfig = ScoringConfig()
     eval: EvalConfig = EvalConfig()
     coldstart: ColdstartConfig = ColdstartConfig()
+    rl: RLConfig = RLConfig()
     ray: RayConfig = RayConfig()
     source: str = ""  # the file this config was read from
 
@@ -227,10 +277,14 @@ def _resolve_paths(data: dict, base: Path) -> dict:
         model = data.get(agent)
         if isinstance(model, dict) and isinstance(model.get("path"), str):
             model["path"] = _resolve(model["path"], base)
-    for section in ("tiny", "coldstart"):
+    for section, key in (("tiny", "out_dir"), ("coldstart", "out_dir"), ("rl", "out_dir"), ("rl", "init"),
+                         ("rl", "problems")):
         part = data.get(section)
-        if isinstance(part, dict) and isinstance(part.get("out_dir"), str):
-            part["out_dir"] = _resolve(part["out_dir"], base)
+        if isinstance(part, dict) and isinstance(part.get(key), str):
+            part[key] = _resolve(part[key], base)
+    reward = (data.get("rl") or {}).get("reward") if isinstance(data.get("rl"), dict) else None
+    if isinstance(reward, dict) and isinstance(reward.get("function"), str):
+        reward["function"] = _resolve(reward["function"], base)
     return data
 
 

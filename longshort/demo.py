@@ -71,7 +71,7 @@ def run_modes(config: Config, hosted, problems: list[Problem], mode_table: dict[
         transcripts = [Transcript.from_dict(json.loads(line)) for line in open(output)]
         rows[name] = summarize([t for t in transcripts if t.problem.id in wanted]) | {
             "wall_s": round(seconds, 2),
-            "orchestrator_share": round(1 - orch.stats["backend_wait_s"] / orch.stats["wall_s"], 4)
+            "orchestrator_share": round(1 - orch.stats["backend_s"] / orch.stats["wall_s"], 4)
             if orch.stats["wall_s"] else None,
         }
     log(format_table(rows))
@@ -79,12 +79,17 @@ def run_modes(config: Config, hosted, problems: list[Problem], mode_table: dict[
     return rows
 
 
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
 def format_table(rows: dict[str, dict]) -> str:
-    head = f"{'mode':28s} {'accuracy':>8s} {'answered':>8s} {'long tok':>8s} {'short tok':>9s} {'folds':>6s} {'peak ctx':>8s} {'wall s':>7s}"
+    head = f"{'mode':28s} {'accuracy':>8s} {'answered':>8s} {'long tok':>8s} {'short tok':>9s} {'folds':>6s} {'peak ctx':>8s} {'wall s':>7s} {'orch %':>6s}"
     lines = [head, "-" * len(head)]
     for name, r in rows.items():
         lines.append(f"{name:28s} {r['accuracy']:8.1%} {r['answered']:8.1%} {r['long_tokens']:8.1f} "
-                     f"{r['short_tokens']:9.1f} {r['folds']:6.2f} {r['peak_context']:8.1f} {r['wall_s']:7.1f}")
+                     f"{r['short_tokens']:9.1f} {r['folds']:6.2f} {r['peak_context']:8.1f} {r['wall_s']:7.1f} "
+                     f"{_percent(r.get('orchestrator_share')):>6s}")
     return "\n".join(lines)
 
 

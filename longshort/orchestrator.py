@@ -47,7 +47,7 @@ class Orchestrator:
         self.router = make_router(solve.router, protocol, agents=agents, tokenizer=tokenizer, solve=solve,
                                   sampling=sampling, scoring=scoring, max_context=self.max_context)
         self.tag_ids = set(protocol.ids.values())
-        self.stats = {"backend_wait_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
+        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
                       "prefill_tokens": 0, "naive_prefill_tokens": 0}
         self._before: dict[int, tuple[int, dict[str, int]]] = {}  # id(transcript) -> turns, tokens per agent at start
 
@@ -66,8 +66,8 @@ class Orchestrator:
             for transcript in live:
                 if time.perf_counter() - started[id(transcript)] > self.solve_config.timeout_s:
                     transcript.stop_reason = "timeout"
-                elif len(transcript.turns) - self._before[id(transcript)][0] >= self.solve_config.max_turns:
-                    transcript.stop_reason = "budget"
+                else:
+                    self._check_turns(transcript)
             thinking = [t for t in live if not t.done and not self._summary_due(t)]
             writers = dict(zip(map(id, thinking), self.router.choose(thinking)))
             steps = [step for t in live if not t.done and (step := self._plan(t, writers.get(id(t))))]
@@ -81,6 +81,28 @@ class Orchestrator:
                     on_done(transcript)
         self.stats["wall_s"] += time.perf_counter() - start
         return finished
+
+    def start(self, item) -> Transcript:
+        """A transcript to solve (a new one for a problem, or ``item`` itself); ``finish`` releases it."""
+        return self._transcript(item)
+
+    def next_step(self, transcript: Transcript) -> _Step | None:
+        """The next turn of one transcript, its router asked for it alone; None once it has stopped. With
+        ``apply``, this drives a solve one transcript at a time (an asynchronous caller's own loop)."""
+        self._check_turns(transcript)
+        if transcript.done:
+            return None
+        return self._plan(transcript, None if self._summary_due(transcript) else self.router.choose([transcript])[0])
+
+    def apply(self, step: _Step, completion) -> None:
+        self._apply(step, completion)
+
+    def finish(self, transcript: Transcript) -> None:
+        del self._before[id(transcript)]
+
+    def _check_turns(self, transcript: Transcript) -> None:
+        if len(transcript.turns) - self._before[id(transcript)][0] >= self.solve_config.max_turns:
+            transcript.stop_reason = "budget"
 
     def _transcript(self, item) -> Transcript:
         if isinstance(item, Transcript):
@@ -136,18 +158,22 @@ class Orchestrator:
         return zlib.crc32(key.encode())
 
     def _run(self, steps: list[_Step]) -> None:
-        """Send each agent its requests as one batch, both agents at once, and apply the results."""
+        """Send each agent its requests as one batch, both agents at once, and apply the results.
+
+        ``backend_s`` adds the time from the first submit to the last result: the round's model time, whether the
+        agents run in this process or in Ray actors; the rest of ``wall_s`` is the orchestrator's own.
+        """
         by_agent: dict[str, list[_Step]] = {}
         for step in steps:
             by_agent.setdefault(step.agent, []).append(step)
+        began = time.perf_counter()
         pending = {name: self.agents[name].submit([s.request for s in group]) for name, group in by_agent.items()}
+        results = {name: self.agents[name].result(pending[name]) for name in by_agent}
+        self.stats["backend_s"] += time.perf_counter() - began
         self.stats["rounds"] += 1
         self.stats["requests"] += len(steps)
         for name, group in by_agent.items():
-            waited = time.perf_counter()
-            results = self.agents[name].result(pending[name])
-            self.stats["backend_wait_s"] += time.perf_counter() - waited
-            for step, result in zip(group, results):
+            for step, result in zip(group, results[name]):
                 self.stats["prefill_tokens"] += result.prefill_tokens
                 self.stats["naive_prefill_tokens"] += result.prompt_tokens * len(result.completions)
                 step.transcript.seconds[name] = step.transcript.seconds.get(name, 0.0) + result.seconds / len(group)

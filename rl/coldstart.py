@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 from longshort.config import Config
-
-
-class RunFolderError(ValueError):
-    """An output folder that holds a different run."""
+from longshort.rl.runs import claim, fingerprint
 
 
 def tiny_inputs(config: Config):
@@ -36,24 +32,9 @@ def tiny_inputs(config: Config):
 
 def prepare(out: Path, config: Config, overwrite: bool) -> None:
     """Claim ``out`` for this config, or resume the run of the same config already there."""
-    models = {agent: _fingerprint(config.model(agent).path) for agent in ("long", "short")}
-    spec = json.dumps({"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
-                       "chunking": config.chunking.model_dump(), "models": models}, sort_keys=True)
-    claim = out / "run.json"
-    if claim.exists() and claim.read_text() != spec:
-        if not overwrite:
-            raise RunFolderError(f"{out} holds a cold-start run of another config; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    claim.write_text(spec)
-
-
-def _fingerprint(path: str) -> str | list:
-    """A model folder's files with their sizes and modification times, so a rebuilt model starts a new run."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return path  # a hub name
-    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file()]
+    models = {agent: fingerprint(config.model(agent).path) for agent in ("long", "short")}
+    claim(out, {"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
+                "chunking": config.chunking.model_dump(), "models": models}, overwrite, "cold-start")
 
 
 def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Path:

@@ -6,17 +6,27 @@ transcript yields one sample per segment, whose context is what the agent saw wh
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterator
+
 from longshort.memory import POLICIES
 from longshort.rl.sft import Sample
 from longshort.transcript import Transcript
 
 
-def sft_samples(transcript: Transcript, agent: str, policy: str = "unfold") -> list[Sample]:
-    """One sample per segment (a single one under ``unfold``), skipping segments where ``agent`` wrote nothing."""
+@dataclass(frozen=True)
+class RLSample:
+    input_ids: list[int]
+    action_mask: list[int]  # 1 on the agent's own generated tokens
+    logprobs: list[float]  # sampling log-prob of each token (0 where the mask is 0)
+    advantage: float
+
+
+def _segments(transcript: Transcript, agent: str, policy: str) -> Iterator[tuple[list[int], list[int], list[float]]]:
+    """(ids, own-token mask, log-probs) per segment (a single one under ``unfold``) in which ``agent`` wrote."""
     segments = sorted({t.segment for t in transcript.turns})
     if policy == "unfold":
         segments = segments[:1] if segments else []
-    samples = []
     for segment in segments:
         earlier = [t for t in transcript.turns if t.segment < segment]
         current = [t for t in transcript.turns if policy == "unfold" or t.segment == segment]
@@ -24,10 +34,23 @@ def sft_samples(transcript: Transcript, agent: str, policy: str = "unfold") -> l
         for turn in POLICIES[policy](earlier) if earlier else []:
             ids += turn.ids
         mask = [0] * len(ids)
+        logprobs = [0.0] * len(ids)
         for turn in current:
             own = int(turn.agent == agent)
             ids += turn.ids
             mask += [0] * len(turn.forced_ids) + [own] * len(turn.token_ids) + [0] * len(turn.closing_ids)
+            generated = turn.logprobs if own and turn.logprobs is not None else [0.0] * len(turn.token_ids)
+            logprobs += [0.0] * len(turn.forced_ids) + list(generated) + [0.0] * len(turn.closing_ids)
         if any(mask):
-            samples.append(Sample(ids, mask))
-    return samples
+            yield ids, mask, logprobs
+
+
+def sft_samples(transcript: Transcript, agent: str, policy: str = "unfold") -> list[Sample]:
+    return [Sample(ids, mask) for ids, mask, _ in _segments(transcript, agent, policy)]
+
+
+def rl_samples(transcript: Transcript, agent: str, policy: str, advantage: float) -> list[RLSample]:
+    """The agent's samples with the sampling log-probs its loss ratio is taken against."""
+    if any(t.agent == agent and t.logprobs is None for t in transcript.turns):
+        raise ValueError(f"transcript of problem {transcript.problem.id} has {agent} turns without log-probs")
+    return [RLSample(ids, mask, logprobs, advantage) for ids, mask, logprobs in _segments(transcript, agent, policy)]

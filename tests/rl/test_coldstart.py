@@ -91,7 +91,8 @@ def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted
 
 
 def test_a_folder_of_another_run_is_refused_unless_overwritten(tiny_config, tmp_path):
-    from longshort.rl.coldstart import RunFolderError, prepare
+    from longshort.rl.coldstart import prepare
+    from longshort.rl.runs import RunFolderError
 
     prepare(tmp_path, tiny_config, overwrite=False)
     prepare(tmp_path, tiny_config, overwrite=False)  # the same run resumes

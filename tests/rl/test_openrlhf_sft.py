@@ -2,9 +2,6 @@
 and masks, and its real argument parser (0.11.2's source) accepts the command we build."""
 from __future__ import annotations
 
-import ast
-import argparse
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -54,28 +51,13 @@ def test_openrlhf_reads_our_samples_back_to_the_same_ids_and_loss_mask(samples, 
             assert mask[0, n - 1 :].sum() == 0
 
 
-def openrlhf_sft_parser() -> argparse.ArgumentParser:
-    """The parser built in openrlhf/cli/train_sft.py's main block, from the installed source, without running it."""
-    path = Path(importlib.util.find_spec("openrlhf").origin).parent / "cli" / "train_sft.py"
-    tree = ast.parse(path.read_text())
-    main = next(n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))
-    body = []
-    for statement in main.body:
-        if "parse_args" in ast.unparse(statement):
-            break
-        body.append(statement)
-    namespace = {"argparse": argparse, "datetime": __import__("datetime").datetime}
-    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), namespace)
-    return namespace["parser"]
-
-
-def test_the_command_parses_with_the_pinned_openrlhf_parser(tiny_config, tmp_path):
+def test_the_command_parses_with_the_pinned_openrlhf_parser(tiny_config, tmp_path, openrlhf_parser):
     from longshort.rl.openrlhf_sft import VERBATIM_TEMPLATE, sft_command
 
     command = sft_command(tiny_config, "long", tmp_path / "long.jsonl", tmp_path)
     assert command[:5] == ["deepspeed", "--num_gpus", str(tiny_config.coldstart.num_gpus), "--module",
                            "openrlhf.cli.train_sft"]
-    args = openrlhf_sft_parser().parse_args(command[5:])  # an unknown flag would exit here
+    args = openrlhf_parser("train_sft").parse_args(command[5:])  # an unknown flag would exit here
     values = vars(args)
     assert values["data.multiturn"] and values["data.apply_chat_template"] and values["ckpt.save_hf"]
     assert values["data.tokenizer_chat_template"] == VERBATIM_TEMPLATE
@@ -84,7 +66,7 @@ def test_the_command_parses_with_the_pinned_openrlhf_parser(tiny_config, tmp_pat
     assert values["data.input_key"] == "messages" and values["ckpt.load_enable"]
 
 
-def test_dry_run_writes_the_data_and_prints_both_commands(tiny_config, tmp_path, capsys):
+def test_dry_run_writes_the_data_and_prints_both_commands(tiny_config, tmp_path, capsys, openrlhf_parser):
     import yaml
 
     from longshort.cli import main
@@ -99,7 +81,7 @@ def test_dry_run_writes_the_data_and_prints_both_commands(tiny_config, tmp_path,
     assert main(["coldstart", "--config", str(config), "--dry-run"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("deepspeed ")]
     assert len(printed) == 2 and "--model.model_name_or_path" in printed[0]
-    parser = openrlhf_sft_parser()
+    parser = openrlhf_parser("train_sft")
     for line in printed:
         parser.parse_args(shlex.split(line)[5:])
     for agent in ("long", "short"):

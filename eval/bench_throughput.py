@@ -1,0 +1,294 @@
+"""Throughput of unfolded vs folded memory at a fixed KV-memory budget, through HFBackend.
+
+    python eval/bench_throughput.py --shape qwen2.5-7b --device cuda --kv-budget-gb 48 \\
+        --problems 512 --prompt 256 --reasoning 16384 --segment 2048 --summary 256
+    python eval/bench_throughput.py --shape tiny            # CPU, seconds: checks the accounting
+
+Every mode generates the same reasoning: ``problems`` sequences of ``reasoning`` tokens after a ``prompt``-token
+prompt, at forced lengths (no stop tokens), so only memory differs. Folded modes write it in segments of
+``segment`` tokens; each segment but the last is followed, in the same decode, by a ``summary``-token summary, and
+the next segment restarts from the prompt plus the latest summary (fold-restart) or every summary so far
+(fold-append), prefilled again. A sequence's peak context is therefore
+
+    unfold        prompt + reasoning
+    fold-restart  prompt + summary + segment + summary
+    fold-append   prompt + (k - 1) summary + segment + summary        (k segments)
+
+and a mode's concurrency is the most sequences whose peak KV fits the budget (KV bytes per token = 2 × layers ×
+KV heads × head dim × bytes per value). Each mode then runs all problems in waves of that many sequences, and the
+report gives reasoning tokens per second (summaries and re-prefills inside the time), all generated tokens per
+second, prompt tokens prefilled, peak memory, and each mode's ratio to unfold, all from one run. Weights are
+random (throughput does not depend on them); ``--model PATH`` measures a checkpoint instead. Prefix reuse is off,
+so every re-prefill after a fold is paid in full.
+
+``--decode-grid`` instead times HFBackend's decode step for batch × context pairs and compares it with the
+bandwidth floor: (weight bytes + batch × context × KV bytes per token) / the device's measured copy bandwidth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+MODES = ("unfold", "fold-restart", "fold-append")
+
+# Qwen2 shapes (config.json of the released checkpoints), and a tiny one for CPU runs.
+SHAPES = {
+    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768),
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=512, max_position_embeddings=4096),
+}
+
+
+def build_model(shape: str | None, path: str | None, dtype: str, device: str):
+    """Random weights of a named shape built on the device, or a checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch_dtype = getattr(torch, dtype)
+    if path:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    return model
+
+
+def kv_bytes_per_token(model) -> int:
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    value_bytes = next(model.parameters()).element_size()
+    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * value_bytes
+
+
+def segments(reasoning: int, segment: int) -> list[int]:
+    """The reasoning's segment lengths: full segments, then what is left."""
+    return [min(segment, reasoning - start) for start in range(0, reasoning, segment)]
+
+
+def peak_context(mode: str, prompt: int, reasoning: int, segment: int, summary: int) -> int:
+    if mode == "unfold":
+        return prompt + reasoning
+    parts = segments(reasoning, segment)
+    # the context while writing segment k (from 0) and, unless it is the last, its summary
+    peaks = [prompt + (k if mode == "fold-append" else min(k, 1)) * summary + length
+             + (summary if k + 1 < len(parts) else 0) for k, length in enumerate(parts)]
+    return max(peaks)
+
+
+def concurrency(mode: str, args, kv_bytes: int) -> int:
+    fits = int(args.kv_budget_gb * 2**30 // (peak_context(mode, args.prompt, args.reasoning, args.segment,
+                                                           args.summary) * kv_bytes))
+    if fits < 1:
+        raise ValueError(f"{mode}: one sequence's peak KV does not fit {args.kv_budget_gb} GiB")
+    return min(fits, args.problems, args.max_concurrency or args.problems)
+
+
+def run_mode(backend, mode: str, args, width: int, seed: int) -> dict:
+    """All problems in waves of ``width`` sequences; returns the mode's counters and timings."""
+    import random
+
+    import torch
+
+    from longshort.agents.backend import GenerationRequest
+
+    rng = random.Random(seed)
+    vocab = backend.model.config.vocab_size
+    counts = {"generated": 0, "reasoning": 0, "prefill": 0, "calls": 0}
+    if backend.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for wave_start in range(0, args.problems, width):
+        wave = min(width, args.problems - wave_start)
+        contexts = [[rng.randrange(vocab) for _ in range(args.prompt)] for _ in range(wave)]
+        prompts = [list(c) for c in contexts]
+        summaries: list[list[list[int]]] = [[] for _ in range(wave)]
+        parts = [args.reasoning] if mode == "unfold" else segments(args.reasoning, args.segment)
+        for k, length in enumerate(parts):
+            summarize = k + 1 < len(parts)
+            new = length + (args.summary if summarize else 0)
+            requests = [GenerationRequest(c, new, (), temperature=1.0, seed=rng.randrange(2**31), logprobs=False)
+                        for c in contexts]
+            results = backend.generate(requests)
+            counts["calls"] += 1
+            for i, result in enumerate(results):
+                tokens = result.completions[0].token_ids
+                if len(tokens) != new:
+                    raise RuntimeError(f"{mode}: a forced generation of {new} tokens stopped at {len(tokens)}")
+                counts["generated"] += new
+                counts["reasoning"] += length
+                counts["prefill"] += result.prefill_tokens
+                if summarize:
+                    summaries[i].append(tokens[-args.summary:])
+                    kept = summaries[i] if mode == "fold-append" else summaries[i][-1:]
+                    contexts[i] = prompts[i] + [t for s in kept for t in s]
+    if backend.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if backend.device.type == "cuda" else None
+    return {**counts, "seconds": round(seconds, 4), "peak_memory_bytes": peak}
+
+
+def throughput(args) -> dict:
+    from longshort.agents.hf_backend import HFBackend
+    from longshort.config import ModelConfig
+
+    model = build_model(args.shape, args.model, args.dtype, args.device)
+    kv_bytes = kv_bytes_per_token(model)
+    backend = HFBackend(ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
+                                    prefix_reuse=False, max_batch_size=args.problems), "bench", model=model)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    rows = {}
+    for mode in MODES:
+        width = concurrency(mode, args, kv_bytes)
+        print(f"{mode}: concurrency {width}", file=sys.stderr)
+        measured = run_mode(backend, mode, args, width, args.seed)
+        peak = peak_context(mode, args.prompt, args.reasoning, args.segment, args.summary)
+        rows[mode] = {
+            "concurrency": width,
+            "peak_context": peak,
+            "planned_kv_bytes": width * peak * kv_bytes,
+            **measured,
+            "reasoning_tok_s": round(measured["reasoning"] / measured["seconds"], 2),
+            "generated_tok_s": round(measured["generated"] / measured["seconds"], 2),
+        }
+    for row in rows.values():
+        row["speedup_vs_unfold"] = round(row["reasoning_tok_s"] / rows["unfold"]["reasoning_tok_s"], 3)
+        row["concurrency_vs_unfold"] = round(row["concurrency"] / rows["unfold"]["concurrency"], 3)
+    return {"kind": "throughput", "workload": workload(args), "kv_bytes_per_token": kv_bytes,
+            "weight_bytes": weight_bytes, "device": device_name(args.device), "modes": rows}
+
+
+def workload(args) -> dict:
+    return {key: getattr(args, key) for key in ("shape", "model", "dtype", "problems", "prompt", "reasoning", "segment",
+                                                 "summary", "kv_budget_gb", "max_concurrency", "seed")}
+
+
+def device_name(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def bandwidth(device: str) -> float:
+    """Bytes per second of a large on-device copy (read + write), the best of five."""
+    import torch
+
+    size = 2**28 if device.startswith("cuda") else 2**26
+    source = torch.empty(size, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    best = math.inf
+    for _ in range(5):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        target.copy_(source)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - began)
+    return 2 * size / best
+
+
+def decode_grid(args) -> dict:
+    """ms per decode step of HFBackend for each batch × context, against the bandwidth floor."""
+    import random
+
+    from longshort.agents.backend import GenerationRequest
+    from longshort.agents.hf_backend import HFBackend
+    from longshort.config import ModelConfig
+
+    model = build_model(args.shape, args.model, args.dtype, args.device)
+    kv_bytes = kv_bytes_per_token(model)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    backend = HFBackend(ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
+                                    prefix_reuse=False, max_batch_size=max(args.batches)), "bench", model=model)
+    speed = bandwidth(args.device)
+    rng = random.Random(args.seed)
+    cells = []
+    for context in args.contexts:
+        for batch in args.batches:
+            prompts = [[rng.randrange(model.config.vocab_size) for _ in range(context)] for _ in range(batch)]
+
+            def timed(new: int) -> float:
+                requests = [GenerationRequest(p, new, (), temperature=1.0, seed=i, logprobs=False)
+                            for i, p in enumerate(prompts)]
+                began = time.perf_counter()
+                backend.generate(requests)
+                return time.perf_counter() - began
+
+            timed(2)  # warm-up
+            step_ms = (timed(1 + args.steps) - timed(1)) / args.steps * 1000
+            floor_ms = (weight_bytes + batch * context * kv_bytes) / speed * 1000
+            cells.append({"batch": batch, "context": context, "ms_per_step": round(step_ms, 3),
+                          "floor_ms": round(floor_ms, 3), "floor_share": round(floor_ms / step_ms, 4)})
+            print(f"batch {batch:4d} context {context:6d}: {step_ms:8.2f} ms/step, floor {floor_ms:7.2f} ms "
+                  f"({floor_ms / step_ms:.0%})", file=sys.stderr)
+    return {"kind": "decode_grid", "workload": workload(args), "bandwidth_bytes_s": round(speed),
+            "weight_bytes": weight_bytes, "kv_bytes_per_token": kv_bytes, "device": device_name(args.device),
+            "cells": cells}
+
+
+def table(result: dict) -> str:
+    head = (f"{'mode':14s} {'conc':>6s} {'peak ctx':>8s} {'reason tok/s':>12s} {'all tok/s':>10s} "
+            f"{'prefill':>10s} {'seconds':>8s} {'speedup':>8s}")
+    lines = [head, "-" * len(head)]
+    for mode, r in result["modes"].items():
+        lines.append(f"{mode:14s} {r['concurrency']:6d} {r['peak_context']:8d} {r['reasoning_tok_s']:12.1f} "
+                     f"{r['generated_tok_s']:10.1f} {r['prefill']:10d} {r['seconds']:8.2f} "
+                     f"{r['speedup_vs_unfold']:7.2f}x")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="random weights of this shape")
+    what.add_argument("--model", help="a checkpoint folder instead")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
+    parser.add_argument("--kv-budget-gb", type=float, default=None, help="KV memory budget in GiB (default 48; tiny: 0.0002)")
+    parser.add_argument("--problems", type=int, default=32)
+    parser.add_argument("--prompt", type=int, default=16)
+    parser.add_argument("--reasoning", type=int, default=96)
+    parser.add_argument("--segment", type=int, default=24)
+    parser.add_argument("--summary", type=int, default=4)
+    parser.add_argument("--max-concurrency", type=int, default=None, help="cap on sequences decoded together")
+    parser.add_argument("--decode-grid", action="store_true", help="time decode steps for --batches x --contexts")
+    parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
+    parser.add_argument("--contexts", type=lambda s: [int(x) for x in s.split(",")], default=[128, 512])
+    parser.add_argument("--steps", type=int, default=16, help="decode steps timed per grid cell")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    if args.kv_budget_gb is None:
+        args.kv_budget_gb = 0.0002 if args.shape == "tiny" and not args.model else 48.0
+    if min(args.problems, args.prompt, args.reasoning, args.segment, args.summary) < 1:
+        parser.error("--problems, --prompt, --reasoning, --segment and --summary must be >= 1")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    result = decode_grid(args) if args.decode_grid else throughput(args)
+    if not args.decode_grid:
+        print(table(result))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The agent-executor file for OpenRLHF's ``--train.agent_func_path`` (pinned 0.11.2): our protocol inside its RL loop.
+
+OpenRLHF loads this file in each of its vLLM engine actors and calls ``AgentExecutor().execute`` once per sample.
+The agent being trained generates through that engine (token ids in, token ids and log-probs out); its partner is
+served frozen by one Ray actor hosting our Backend, shared by all engines. The orchestrator plans and applies every
+turn, as in a local solve, so the sample handed back is the transcript's own: its ids and action mask come from
+rl/samples.py and its reward from rl/rewards.py, the code the local backend trains with.
+
+The launcher (rl/openrlhf_rl.py) sets, in the job's environment: ``LONGSHORT_CONFIG`` (the run config, relative
+to the job's working directory), ``LONGSHORT_TRAINED`` (long | short), ``LONGSHORT_PARTNER_PATH`` (the partner's
+checkpoint) and ``LONGSHORT_PARTNER_ACTOR`` (the name of its actor).
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import os
+
+from openrlhf.utils.agent import AgentExecutorBase
+
+NAMESPACE = "longshort"  # OpenRLHF starts Ray with an anonymous namespace; the partner actor is found in this one
+
+
+class EngineAgent:
+    """The agent being trained, generating through OpenRLHF's vLLM engine with its rollout sampling params."""
+
+    def __init__(self, name: str, engine, sampling_params, max_context: int, eos_token_id: int | None):
+        self.name, self.engine, self.sampling_params = name, engine, sampling_params
+        self.max_context, self.eos_token_id = max_context, eos_token_id
+
+    def info(self) -> dict:
+        return {"max_context": self.max_context}
+
+    async def complete(self, request):
+        from longshort.agents.vllm_backend import completion_of
+
+        stops = sorted(set(request.stop_token_ids) | ({self.eos_token_id} if self.eos_token_id is not None else set()))
+        params = copy.deepcopy(self.sampling_params)
+        params.max_tokens = request.max_new_tokens
+        params.stop_token_ids = stops
+        params.logprobs = 0  # the sampled token's log-prob
+        output = await self.engine.generate(list(request.prompt_ids), params)
+        return completion_of(output.outputs[0], stops, True, self.name)
+
+
+class PartnerAgent:
+    """The frozen partner: one request per call to the Ray actor that hosts it."""
+
+    def __init__(self, handle, max_context: int):
+        self.handle, self.max_context = handle, max_context
+
+    def info(self) -> dict:
+        return {"max_context": self.max_context}
+
+    async def complete(self, request):
+        (result,) = await self.handle.generate.remote([request])
+        return result.completions[0]
+
+
+class AgentExecutor(AgentExecutorBase):
+    def __init__(self):
+        self.setup = None
+        self.lock = asyncio.Lock()
+        self.samples = itertools.count()  # OpenRLHF does not say which of a prompt's samples it asks for
+
+    async def _setup(self, tokenizer, max_length: int) -> dict:
+        """The config, protocol and partner handle, made once per engine."""
+        async with self.lock:
+            if self.setup is None:
+                import ray
+
+                from longshort.agents.actor import AgentActor
+                from longshort.config import load_config
+                from longshort.protocol import Protocol
+                from longshort.rl.synergy import rollout_settings
+
+                config = load_config(os.environ["LONGSHORT_CONFIG"])
+                trained = os.environ["LONGSHORT_TRAINED"]
+                partner = "short" if trained == "long" else "long"
+                model = config.model(partner).model_copy(update={"path": os.environ["LONGSHORT_PARTNER_PATH"]})
+                remote = ray.remote(num_cpus=model.num_cpus, num_gpus=model.num_gpus)(AgentActor)
+                handle = remote.options(name=os.environ["LONGSHORT_PARTNER_ACTOR"], namespace=NAMESPACE,
+                                        get_if_exists=True).remote(model, partner)
+                info = await handle.info.remote()
+                solve, sampling = rollout_settings(config, step=0)
+                self.setup = {"config": config, "trained": trained, "partner": partner, "solve": solve,
+                              "sampling": sampling, "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
+                                                                                        config.model(trained).path),
+                              "partner_agent": PartnerAgent(handle, min(info["max_context"], max_length))}
+        return self.setup
+
+    async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
+        from longshort.orchestrator import Orchestrator
+        from longshort.problem import Problem
+
+        setup = await self._setup(hf_tokenizer, max_length)
+        trained, partner = setup["trained"], setup["partner"]
+        agents = {trained: EngineAgent(trained, llm_engine, sampling_params, max_length, hf_tokenizer.eos_token_id),
+                  partner: setup["partner_agent"]}
+        orchestrator = Orchestrator(agents, hf_tokenizer, setup["protocol"], setup["solve"], setup["sampling"])
+        transcript = orchestrator.start((Problem.from_dict(json.loads(label)), next(self.samples)))
+        while (step := orchestrator.next_step(transcript)) is not None:
+            orchestrator.apply(step, await agents[step.agent].complete(step.request))
+        orchestrator.finish(transcript)
+        return episode(transcript, trained, setup["config"], prompt, label)
+
+
+def episode(transcript, trained: str, config, prompt, label) -> dict:
+    """What OpenRLHF's executor returns for one sample: the unfolded token sequence, the ranges of the trained
+    agent's own tokens, their sampling log-probs (0 elsewhere) and the pair's reward."""
+    from longshort.memory import render
+    from longshort.rl.rewards import rewards
+    from longshort.rl.samples import rl_samples
+
+    samples = rl_samples(transcript, trained, "unfold", 0.0)
+    ids = render(transcript, "unfold")
+    mask = samples[0].action_mask if samples else [0] * len(ids)
+    logprobs = samples[0].logprobs if samples else [0.0] * len(ids)
+    ranges, start = [], None
+    for position, own in enumerate(mask + [0]):
+        if own and start is None:
+            start = position
+        elif not own and start is not None:
+            ranges.append((start, position))
+            start = None
+    reward = rewards([transcript], config.rl.reward)[0]
+    return {
+        "prompt": prompt,
+        "label": label,
+        "observation_tokens": ids,
+        "action_ranges": ranges,
+        "rollout_log_probs": logprobs,
+        "reward": reward.total,
+        "scores": float(reward.correct),
+        "truncated": transcript.stop_reason != "answered",
+        "extra_logs": {"correct": float(reward.correct), "answered": float(reward.valid),
+                       "long_tokens": float(transcript.tokens("long")),
+                       "short_tokens": float(transcript.tokens("short"))},
+    }

@@ -1,0 +1,145 @@
+"""Synergy RL on OpenRLHF (pinned 0.11.2): alternating rounds, each one ``ray job submit`` of ``train_ppo_ray``.
+
+OpenRLHF trains one policy per run, so the pair trains in rounds: round r trains the long agent, then the short
+one, each for ``rl.alternate_every`` steps, with the other agent frozen as its partner at its latest checkpoint.
+Every round is a Ray job whose entrypoint is ``python3 -m openrlhf.cli.train_ppo_ray``: its DeepSpeed actor and
+vLLM engines share ``rl.num_gpus`` GPUs (``--train.colocate_all``), and rl/openrlhf_agent.py (``--train.agent_func_path``)
+plays our protocol inside its rollouts, the partner in a Ray actor placed with the partner's own ``num_gpus``.
+The reward is rl/rewards.py's; OpenRLHF normalizes it within each prompt's group (``group_norm``, the GRPO
+estimator, or ``reinforce_baseline``) and computes its own clipped loss.
+
+All paths are absolute (a config resolves them), so ``rl.out_dir`` and the models must sit on storage every node
+sees. A round whose model folder is complete is skipped on a rerun; an interrupted one resumes from its DeepSpeed
+checkpoint (``--ckpt.load_enable``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from longshort.config import Config
+from longshort.protocol import AGENTS
+
+ESTIMATORS = {"grpo": "group_norm", "reinforce_baseline": "reinforce_baseline"}
+
+
+def check(config: Config) -> None:
+    cfg = config.rl
+    if cfg.policy != "unfold":
+        raise ValueError(f"{config.source}: rl.policy {cfg.policy!r}: OpenRLHF trains one token sequence per sample, "
+                         "so its backend runs unfolded transcripts only (use the local backend for folding)")
+    if cfg.router == "mc":
+        raise ValueError(f"{config.source}: the mc router needs batched lookahead on both agents; use handoff or "
+                         "alternate with the OpenRLHF backend")
+
+
+def prompts_file(config: Config, problems, index: int, path: Path) -> Path:
+    """The problems of job ``index`` (round × agent), one JSON line each: the question as the prompt, the whole
+    problem (JSON text) as the label the agent executor grades with."""
+    cfg = config.rl
+    order = list(range(len(problems)))
+    random.Random(cfg.seed).shuffle(order)
+    size = cfg.problems_per_step * cfg.alternate_every
+    chosen = [problems[order[(index * size + k) % len(order)]] for k in range(size)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for problem in chosen:
+            f.write(json.dumps({"prompt": problem.question, "label": json.dumps(problem.to_dict())}) + "\n")
+    return path
+
+
+def agent_file() -> str:
+    """rl/openrlhf_agent.py as the job sees it: relative to the working directory when it lies inside it."""
+    from longshort.rl import openrlhf_agent
+
+    path = Path(openrlhf_agent.__file__).resolve()
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def ppo_command(config: Config, actor: str, prompts: Path, run_dir: Path) -> list[str]:
+    """``python3 -m openrlhf.cli.train_ppo_ray`` with the flags of 0.11.2 for one round of one agent."""
+    cfg = config.rl
+    kl = ["--algo.kl.use_loss", "--algo.kl.estimator", "k3",
+          "--ref.num_nodes", "1", "--ref.num_gpus_per_node", str(cfg.num_gpus)] if cfg.kl_coef > 0 else []
+    return [
+        "python3", "-m", "openrlhf.cli.train_ppo_ray",
+        "--actor.model_name_or_path", actor,
+        "--train.agent_func_path", agent_file(),
+        "--data.prompt_dataset", str(prompts),
+        "--data.input_key", "prompt",
+        "--data.label_key", "label",
+        "--data.max_len", str(cfg.max_len),
+        "--rollout.batch_size", str(cfg.problems_per_step),
+        "--rollout.n_samples_per_prompt", str(cfg.samples_per_problem),
+        "--rollout.micro_batch_size", str(cfg.micro_batch_size),
+        "--rollout.temperature", str(cfg.temperature),
+        "--rollout.top_p", "1.0",
+        "--train.batch_size", str(cfg.problems_per_step * cfg.samples_per_problem),
+        "--train.micro_batch_size", str(cfg.micro_batch_size),
+        "--train.max_epochs", str(cfg.updates_per_step),
+        "--train.num_episodes", "1",
+        "--train.seed", str(cfg.seed),
+        "--algo.advantage.estimator", ESTIMATORS[cfg.advantage],
+        "--algo.kl.init_coef", str(cfg.kl_coef),
+        *kl,
+        "--actor.adam.lr", str(cfg.learning_rate),
+        "--actor.eps_clip", str(cfg.clip),
+        "--actor.num_nodes", "1",
+        "--actor.num_gpus_per_node", str(cfg.num_gpus),
+        "--actor.gradient_checkpointing_enable",
+        "--vllm.num_engines", str(cfg.num_gpus),
+        "--vllm.tensor_parallel_size", "1",
+        "--vllm.gpu_memory_utilization", str(cfg.vllm_memory_utilization),
+        "--vllm.enable_sleep",
+        "--train.colocate_all",
+        "--ds.enable_sleep",
+        "--ds.zero_stage", str(cfg.zero_stage),
+        "--ds.param_dtype", "bf16",
+        "--ds.attn_implementation", cfg.attn_implementation,
+        "--ckpt.output_dir", str(run_dir / "model"),
+        "--ckpt.path", str(run_dir / "checkpoints"),
+        "--ckpt.save_steps", str(cfg.checkpoint_every),
+        "--ckpt.load_enable",
+        "--logger.logging_steps", "1",
+        "--logger.tensorboard_dir", str(run_dir / "tensorboard"),
+    ]
+
+
+def jobs(config: Config, out: Path, problems) -> list[tuple[Path, list[str]]]:
+    """Every round's job in order: (its model folder, its ``ray job submit`` command)."""
+    from longshort.rl.jobs import job_address, submit_command
+
+    check(config)
+    if not Path(config.source).resolve().is_relative_to(Path.cwd()):
+        raise ValueError(f"{config.source} lies outside the current folder, which the job uploads as its working "
+                         "directory: run from a folder that holds the config")
+    address = job_address(config)
+    latest = {agent: config.model(agent).path for agent in AGENTS}
+    planned = []
+    for index in range(config.rl.rounds * len(AGENTS)):
+        round_, agent = divmod(index, len(AGENTS))
+        agent, partner = AGENTS[agent], AGENTS[1 - agent]
+        run_dir = out / "openrlhf" / f"round{round_ + 1}-{agent}"
+        prompts = prompts_file(config, problems, index, run_dir / "prompts.jsonl")
+        env = {"LONGSHORT_CONFIG": os.path.relpath(config.source), "LONGSHORT_TRAINED": agent,
+               "LONGSHORT_PARTNER_PATH": latest[partner], "LONGSHORT_PARTNER_ACTOR": f"partner-{run_dir.name}"}
+        command = submit_command(address, Path.cwd(), ppo_command(config, latest[agent], prompts, run_dir), env)
+        planned.append((run_dir / "model", command))
+        latest[agent] = str(run_dir / "model")
+    return planned
+
+
+def launch(config: Config, out: Path, dry_run: bool, log=print) -> list[list[str]]:
+    """Run (or, dry, print) each round's job in turn; rounds already finished are skipped."""
+    from longshort.rl.jobs import submit
+    from longshort.rl.synergy import training_problems
+
+    planned = jobs(config, out, training_problems(config))
+    for model, command in planned:
+        if (model / "config.json").exists() and not dry_run:
+            log(f"skipping the round that trained {model}: done")
+            continue
+        submit(command, dry_run, log)
+    return [command for _, command in planned]

@@ -1,0 +1,107 @@
+"""Rewards and advantages of synergy RL, written once for every training backend.
+
+The pair shares one reward per transcript: the outcome (right, wrong, or no answer at all), minus a cost per
+generated token of each agent (long tokens cost more) and per fold. Advantages are normalized within the group of
+samples of one problem, separately for each agent over the samples in which that agent wrote.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from longshort.config import RewardConfig
+from longshort.transcript import Transcript
+
+
+class RewardFunctionError(RuntimeError):
+    """A user reward function file that cannot be loaded, raises, or returns the wrong thing."""
+
+
+@dataclass(frozen=True)
+class Reward:
+    total: float
+    outcome: float  # correct / wrong / invalid, or the user function's value
+    cost: float  # token and fold costs, already subtracted from total
+    correct: bool
+    valid: bool  # the transcript ended in an answer
+
+
+def load_reward_function(path: str) -> Callable[[list[Transcript]], list[float]]:
+    """``reward`` from the Python file ``path``, wrapped so that any fault names the file."""
+    spec = importlib.util.spec_from_file_location(f"longshort_reward_{Path(path).stem}", path)
+    if spec is None or not Path(path).is_file():
+        raise RewardFunctionError(f"reward function file {path} does not exist")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise RewardFunctionError(f"reward function file {path} failed to load: {type(e).__name__}: {e}") from e
+    function = getattr(module, "reward", None)
+    if not callable(function):
+        raise RewardFunctionError(f"reward function file {path} defines no function reward(transcripts)")
+
+    def checked(transcripts: list[Transcript]) -> list[float]:
+        try:
+            values = function(transcripts)
+        except Exception as e:
+            raise RewardFunctionError(f"{path}: reward() raised {type(e).__name__}: {e}") from e
+        if not isinstance(values, (list, tuple)) or len(values) != len(transcripts):
+            got = f"{type(values).__name__} of length {len(values)}" if hasattr(values, "__len__") else repr(values)
+            raise RewardFunctionError(f"{path}: reward() must return a list of {len(transcripts)} numbers (one per "
+                                      f"transcript), got {got}")
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise RewardFunctionError(f"{path}: reward() returned {bad[0]!r}; every value must be a finite number")
+        return [float(v) for v in values]
+
+    return checked
+
+
+def rewards(transcripts: Sequence[Transcript], config: RewardConfig) -> list[Reward]:
+    from longshort.eval.metrics import correct
+
+    custom = load_reward_function(config.function)(list(transcripts)) if config.function else None
+    out = []
+    for i, t in enumerate(transcripts):
+        valid, right = t.answer is not None, correct(t)
+        if not valid:
+            outcome = config.invalid
+        elif custom is not None:
+            outcome = custom[i]
+        else:
+            outcome = config.correct if right else config.wrong
+        cost = (config.long_token_cost * t.tokens("long") + config.short_token_cost * t.tokens("short")
+                + config.fold_cost * t.folds)
+        out.append(Reward(outcome - cost, outcome, cost, right, valid))
+    return out
+
+
+def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent: str,
+               estimator: str = "grpo") -> list[float | None]:
+    """Per transcript, ``agent``'s advantage (None where it wrote nothing), normalized within its problem's group.
+
+    ``grpo``: (r - group mean) / group std. ``reinforce_baseline``: r - group mean, then divided by the std over
+    the whole batch, which keeps groups with near-equal rewards from being blown up.
+    A group of one sample, or of equal rewards, has advantage 0: it carries no signal.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(transcripts):
+        if t.tokens(agent):
+            groups[t.problem.id].append(i)
+    result: list[float | None] = [None] * len(transcripts)
+    for members in groups.values():
+        values = [totals[i] for i in members]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        for i in members:
+            centered = totals[i] - mean
+            result[i] = centered / (std + 1e-6) if estimator == "grpo" else centered
+    if estimator == "reinforce_baseline":
+        centered = [a for a in result if a is not None]
+        scale = math.sqrt(sum(a * a for a in centered) / len(centered)) if centered else 0.0
+        result = [None if a is None else a / (scale + 1e-6) for a in result]
+    return result

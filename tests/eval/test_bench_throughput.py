@@ -1,0 +1,53 @@
+"""The throughput benchmark's accounting, on a tiny random Qwen2 on the CPU: concurrency from the KV budget, the
+tokens every mode generates and prefills, and the ratios."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_peak_context_of_each_memory_policy():
+    from longshort.eval.bench_throughput import peak_context, segments
+
+    assert segments(20, 8) == [8, 8, 4]
+    assert peak_context("unfold", 10, 20, 8, 3) == 30
+    assert peak_context("fold-restart", 10, 20, 8, 3) == 10 + 3 + 8 + 3  # a summary in, a segment and its summary
+    assert peak_context("fold-append", 10, 20, 8, 3) == max(10 + 8 + 3, 10 + 3 + 8 + 3, 10 + 6 + 4)
+    assert peak_context("fold-append", 10, 40, 8, 3) == 10 + 3 * 3 + 8 + 3  # the 4th of 5 segments
+
+
+def test_every_mode_writes_the_same_reasoning_and_pays_its_re_prefills(tmp_path):
+    from longshort.eval.bench_throughput import main
+
+    kv = 2 * 2 * 2 * 16 * 4  # the tiny shape: 2 layers, 2 KV heads of 16 dims, float32 keys and values
+    budget_tokens = 3 * 22  # 3 sequences of the folded modes' peak (22 tokens), 2 of unfold's (28)
+    result = main(["--shape", "tiny", "--problems", "6", "--prompt", "8", "--reasoning", "20", "--segment", "8",
+                   "--summary", "3", "--kv-budget-gb", str(budget_tokens * kv / 2**30),
+                   "--output", str(tmp_path / "tp.json")])
+    assert json.loads((tmp_path / "tp.json").read_text()) == result
+    assert result["kv_bytes_per_token"] == kv
+    rows = result["modes"]
+    assert {m: r["concurrency"] for m, r in rows.items()} == {"unfold": 2, "fold-restart": 3, "fold-append": 3}
+    assert {m: r["peak_context"] for m, r in rows.items()} == {"unfold": 28, "fold-restart": 22, "fold-append": 22}
+    assert all(r["reasoning"] == 6 * 20 for r in rows.values())
+    assert rows["unfold"]["generated"] == 120 and rows["fold-restart"]["generated"] == 6 * (20 + 2 * 3)
+    assert rows["unfold"]["prefill"] == 6 * 8
+    assert rows["fold-restart"]["prefill"] == 6 * (8 + 11 + 11)  # each restart prefills the prompt and a summary
+    assert rows["fold-append"]["prefill"] == 6 * (8 + 11 + 14)  # ... or every summary so far
+    assert rows["unfold"]["calls"] == 3 and rows["fold-restart"]["calls"] == 2 * 3  # waves x segments
+    for r in rows.values():
+        assert r["planned_kv_bytes"] <= budget_tokens * kv
+        assert r["speedup_vs_unfold"] == pytest.approx(r["reasoning_tok_s"] / rows["unfold"]["reasoning_tok_s"],
+                                                       rel=1e-3)
+
+
+def test_the_decode_grid_times_steps_against_the_bandwidth_floor():
+    from longshort.eval.bench_throughput import main
+
+    result = main(["--shape", "tiny", "--decode-grid", "--batches", "1,4", "--contexts", "32", "--steps", "4"])
+    assert [(c["batch"], c["context"]) for c in result["cells"]] == [(1, 32), (4, 32)]
+    assert result["bandwidth_bytes_s"] > 0
+    for cell in result["cells"]:
+        assert cell["ms_per_step"] > 0 and 0 < cell["floor_share"] == pytest.approx(
+            cell["floor_ms"] / cell["ms_per_step"], abs=2e-3)

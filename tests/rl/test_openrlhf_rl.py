@@ -1,0 +1,202 @@
+"""The OpenRLHF RL path as far as it runs without a GPU: our agent file loaded as OpenRLHF loads it, its executor
+playing the protocol with the tiny models (the partner in a real Ray actor), and the job commands checked against
+the pinned train_ppo_ray parser. What needs GPUs (DeepSpeed training, NCCL weight sync to vLLM) is not run here."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+pytest.importorskip("openrlhf.utils.agent", reason="openrlhf (installed with --no-deps) is absent")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def openrlhf_config(tiny_config, tmp_path, **rl) -> Path:
+    """configs/tiny.yaml with absolute paths, the OpenRLHF backend, written inside ``tmp_path``."""
+    data = yaml.safe_load(Path(tiny_config.source).read_text())
+    for agent in ("long", "short"):
+        data[agent]["path"] = tiny_config.model(agent).path
+    data["tiny"]["out_dir"] = tiny_config.tiny.out_dir
+    data["rl"].update({"backend": "openrlhf", "init": None, "out_dir": str(tmp_path / "rl"), "num_gpus": 2,
+                       "rounds": 2, "alternate_every": 3, "problems_per_step": 4, "samples_per_problem": 4,
+                       "micro_batch_size": 2}, **rl)
+    data["ray"] = {"address": "http://head:8265"}
+    path = tmp_path / "rl.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_path, monkeypatch, openrlhf_parser):
+    from longshort.config import load_config
+    from longshort.rl.openrlhf_rl import jobs
+    from longshort.rl.synergy import training_problems
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05))
+    planned = jobs(config, tmp_path / "rl", training_problems(config))
+    parser = openrlhf_parser("train_ppo_ray")
+    assert [model.parent.name for model, _ in planned] == ["round1-long", "round1-short", "round2-long",
+                                                           "round2-short"]
+    actors, partners = [], []
+    for model, command in planned:
+        split = command.index("--")
+        assert command[1:5] == ["job", "submit", "--address", "http://head:8265"]
+        env = json.loads(command[command.index("--runtime-env-json") + 1])
+        assert env["working_dir"] == str(tmp_path) and env["env_vars"]["LONGSHORT_CONFIG"] == "rl.yaml"
+        assert command[split + 1:split + 4] == ["python3", "-m", "openrlhf.cli.train_ppo_ray"]
+        args = vars(parser.parse_args(command[split + 4:]))  # an unknown flag exits here
+        flags = [c for c in command[split + 4:] if c.startswith("--")]
+        assert all(f[2:] in args for f in flags)  # exact names, not prefixes argparse would accept
+        # the checks train_ppo_ray makes after parsing: colocated GPUs, the batch, the estimator's group
+        assert args["actor.num_gpus_per_node"] == args["vllm.num_engines"] * args["vllm.tensor_parallel_size"]
+        assert (args["rollout.n_samples_per_prompt"] * args["rollout.batch_size"] // args["rollout.micro_batch_size"]
+                >= args["actor.num_gpus_per_node"])
+        assert args["algo.advantage.estimator"] == "group_norm" and args["rollout.n_samples_per_prompt"] > 1
+        assert args["ref.num_gpus_per_node"] == args["actor.num_gpus_per_node"] and args["algo.kl.use_loss"]
+        rows = [json.loads(line) for line in open(args["data.prompt_dataset"])]
+        assert len(rows) == 4 * 3 and all(json.loads(r["label"])["question"] == r["prompt"] for r in rows)
+        actors.append(args["actor.model_name_or_path"])
+        partners.append(env["env_vars"]["LONGSHORT_PARTNER_PATH"])
+        assert args["ckpt.output_dir"] == str(model)
+    round1_long, round1_short, round2_long, _ = (str(m) for m, _ in planned)
+    assert actors == [tiny_config.long.path, tiny_config.short.path, round1_long, round1_short]
+    assert partners == [tiny_config.short.path, round1_long, round1_short, round2_long]  # the partner's latest
+
+
+def test_folding_and_the_mc_router_are_refused_on_openrlhf(tiny_config, tmp_path, monkeypatch):
+    from longshort.config import load_config
+    from longshort.rl.openrlhf_rl import check
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="unfolded transcripts only"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, policy="fold-restart")))
+    with pytest.raises(ValueError, match="mc router"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, router="mc")))
+
+
+def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, monkeypatch, capsys):
+    from longshort.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["rl", "--config", "rl.yaml", "--dry-run"] if openrlhf_config(tiny_config, tmp_path) else []) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "train_ppo_ray" in line]
+    assert len(lines) == 4 and all(shlex.split(line)[1:3] == ["job", "submit"] for line in lines)
+    assert not (tmp_path / "rl" / "openrlhf" / "round1-long" / "model").exists()
+
+
+class HFEngine:
+    """OpenRLHF's engine interface (``await generate(prompt ids, SamplingParams)`` -> a vLLM RequestOutput) over our
+    tiny HF backend, standing in for its vLLM engine actor, which needs a GPU."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        from longshort.agents.backend import GenerationRequest
+
+        request = GenerationRequest(prompt_token_ids, sampling_params.max_tokens, sampling_params.stop_token_ids,
+                                    sampling_params.temperature, sampling_params.top_p, seed=7)
+        (result,) = self.backend.generate([request])
+        c = result.completions[0]
+        logprobs = [{t: SimpleNamespace(logprob=lp)} for t, lp in zip(c.token_ids, c.logprobs)]
+        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=c.token_ids, text="", finish_reason=c.stop_reason,
+                                                        logprobs=logprobs)])
+
+
+def load_agent_file():
+    """rl/openrlhf_agent.py loaded the way OpenRLHF's vLLM engine loads ``--train.agent_func_path``."""
+    from openrlhf.utils.agent import AgentExecutorBase
+
+    from longshort.rl.openrlhf_rl import agent_file
+
+    spec = importlib.util.spec_from_file_location("agent_module", REPO / agent_file() if not Path(
+        agent_file()).is_absolute() else agent_file())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert issubclass(module.AgentExecutor, AgentExecutorBase)
+    return module
+
+
+def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int):
+    """``count`` training problems through a fresh executor training ``trained``: (transcripts by problem id, the
+    executor's results, the run config)."""
+    from longshort.agents.hf_backend import HFBackend
+    from longshort.config import load_config
+    from longshort.data.tiny_world import as_problem, problems
+
+    monkeypatch.chdir(REPO)
+    config_path = openrlhf_config(tiny_config, tmp_path, temperature=1.0)
+    partner = "short" if trained == "long" else "long"
+    monkeypatch.setenv("LONGSHORT_CONFIG", str(config_path))
+    monkeypatch.setenv("LONGSHORT_TRAINED", trained)
+    monkeypatch.setenv("LONGSHORT_PARTNER_PATH", tiny_config.model(partner).path)
+    monkeypatch.setenv("LONGSHORT_PARTNER_ACTOR", f"partner-test-{trained}")
+    module = load_agent_file()
+    executor = module.AgentExecutor()
+    engine = HFEngine(HFBackend(tiny_config.model(trained), trained))
+    seen = {}
+    episode = module.episode
+
+    def remember(transcript, *args):
+        seen[transcript.problem.id] = transcript
+        return episode(transcript, *args)
+
+    monkeypatch.setattr(module, "episode", remember)
+    params = SimpleNamespace(temperature=1.0, top_p=1.0, max_tokens=None, logprobs=None, stop_token_ids=None)
+
+    async def solve_all():
+        jobs = []
+        for i, p in enumerate(problems(tiny_config.tiny)[0][:count]):
+            problem = as_problem(p, i)
+            jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
+                                         engine.backend.tokenizer, engine))
+        return await asyncio.gather(*jobs)
+
+    return seen, asyncio.run(solve_all()), load_config(config_path)
+
+
+@pytest.mark.parametrize("trained", ["long", "short"])
+def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(tiny_config, tmp_path, monkeypatch,
+                                                                              local_ray, trained):
+    from longshort.memory import render
+    from longshort.rl.rewards import rewards
+
+    seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 6)
+    partner = "short" if trained == "long" else "long"
+    assert len(seen) == 6 and all(t.done for t in seen.values())
+    assert {t.turns[0].agent for t in seen.values()} == {"long"}  # the handoff router opens with the long agent
+    assert any(u.agent == partner for t in seen.values() for u in t.turns)  # the partner actor wrote turns
+    for out in results:
+        transcript = seen[json.loads(out["label"])["id"]]
+        assert out["observation_tokens"] == render(transcript, "unfold")
+        trained_ids = [out["observation_tokens"][i] for a, b in out["action_ranges"] for i in range(a, b)]
+        assert trained_ids == [i for u in transcript.turns if u.agent == trained for i in u.token_ids]
+        logged = [out["rollout_log_probs"][i] for a, b in out["action_ranges"] for i in range(a, b)]
+        assert logged == [lp for u in transcript.turns if u.agent == trained for lp in u.logprobs]
+        assert out["reward"] == pytest.approx(rewards([transcript], config.rl.reward)[0].total)
+        assert set(out["extra_logs"]) == {"correct", "answered", "long_tokens", "short_tokens"}
+
+
+@pytest.mark.vllm
+def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_trained_agents_tokens(
+        tiny_config, tmp_path, monkeypatch, local_ray):
+    pytest.importorskip("vllm")
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
+    from longshort.rl.samples import rl_samples
+
+    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 4)
+    for out in results:
+        (ours,) = rl_samples(seen[json.loads(out["label"])["id"]], "short", "unfold", 0.0)
+        experience = SamplesGenerator._process_response_into_experience(None, out, max_len=512)
+        assert experience.sequences[0].tolist() == ours.input_ids
+        assert experience.action_mask[0].tolist() == ours.action_mask[1:]  # its mask is shifted by one
+        assert experience.rollout_log_probs[0].tolist() == pytest.approx(ours.logprobs[1:])
+        assert experience.info["reward"].item() == pytest.approx(out["reward"])

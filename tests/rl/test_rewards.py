@@ -1,0 +1,90 @@
+"""Rewards, advantages and RL samples: the pieces both training backends share."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from longshort.config import RewardConfig
+from longshort.problem import Problem
+from longshort.rl.rewards import RewardFunctionError, advantages, load_reward_function, rewards
+from longshort.rl.samples import rl_samples
+from longshort.transcript import Transcript, Turn
+
+
+def transcript(problem_id: str, answer: str | None, long_tokens: int, short_tokens: int, sample: int = 0,
+               folds: int = 0) -> Transcript:
+    problem = Problem(problem_id, "q", "7", "synthetic", "synthetic")
+    turns = []
+    if long_tokens:
+        turns.append(Turn("long", "think", [901], [5] * long_tokens, [-0.5] * long_tokens, "stop"))
+    if short_tokens:
+        turns.append(Turn("short", "think", [902], [6] * short_tokens, [-0.25] * short_tokens, "stop"))
+    turns += [Turn("short", "summary", [903], [7], [-0.1], "stop", segment=i) for i in range(folds)]
+    stop = "answered" if answer is not None else "malformed"
+    return Transcript(problem, [1, 2, 3], sample=sample, turns=turns, answer=answer, stop_reason=stop)
+
+
+def test_reward_is_the_outcome_minus_token_and_fold_costs():
+    config = RewardConfig(correct=1.0, wrong=-0.2, invalid=-1.0, long_token_cost=0.01, short_token_cost=0.001,
+                          fold_cost=0.05)
+    right, wrong, broken = rewards([transcript("a", "7", 10, 20, folds=1), transcript("a", "8", 10, 0),
+                                    transcript("a", None, 0, 5)], config)
+    assert right.correct and right.valid and right.total == pytest.approx(1.0 - 0.1 - 0.02 - 0.05 - 0.001)
+    assert not wrong.correct and wrong.total == pytest.approx(-0.2 - 0.1)
+    assert not broken.valid and broken.outcome == -1.0 and broken.total == pytest.approx(-1.0 - 0.005)
+
+
+def test_advantages_are_normalized_per_problem_and_only_for_samples_the_agent_wrote_in():
+    ts = [transcript("a", "7", 5, 5, 0), transcript("a", "8", 5, 5, 1), transcript("a", "7", 0, 5, 2),
+          transcript("b", "7", 5, 5, 0), transcript("b", "7", 5, 5, 1)]
+    totals = [1.0, 0.0, 0.5, 1.0, 1.0]
+    long = advantages(ts, totals, "long")
+    assert long[2] is None  # the long agent wrote nothing there
+    assert long[0] == pytest.approx(1.0, abs=1e-4) and long[1] == pytest.approx(-1.0, abs=1e-4)
+    assert long[3] == long[4] == 0.0  # equal rewards carry no signal
+    short = advantages(ts, totals, "short")
+    mean, std = 0.5, math.sqrt(1 / 6)
+    assert short[:3] == pytest.approx([(v - mean) / std for v in (1.0, 0.0, 0.5)], abs=1e-4)
+    baseline = advantages(ts, totals, "short", "reinforce_baseline")
+    centered = [0.5, -0.5, 0.0, 0.0, 0.0]
+    scale = math.sqrt(sum(c * c for c in centered) / 5)
+    assert baseline == pytest.approx([c / scale for c in centered], abs=1e-4)
+
+
+def test_rl_samples_carry_the_agents_own_tokens_and_their_sampling_logprobs():
+    t = transcript("a", "7", 3, 2)
+    (long,) = rl_samples(t, "long", "unfold", 0.7)
+    own = [(i, lp) for i, m, lp in zip(long.input_ids, long.action_mask, long.logprobs) if m]
+    assert own == [(5, -0.5)] * 3 and long.advantage == 0.7
+    assert not any(lp for m, lp in zip(long.action_mask, long.logprobs) if not m)  # partner log-probs are not used
+    t.turns[1].logprobs = None
+    with pytest.raises(ValueError, match="without log-probs"):
+        rl_samples(t, "short", "unfold", 0.0)
+
+
+def write(tmp_path, body: str) -> str:
+    path = tmp_path / "my_reward.py"
+    path.write_text(body)
+    return str(path)
+
+
+def test_a_reward_function_file_replaces_the_outcome_and_its_faults_name_the_file(tmp_path):
+    good = write(tmp_path, "def reward(transcripts):\n    return [len(t.problem.id) for t in transcripts]\n")
+    (r,) = rewards([transcript("abc", "8", 0, 0)], RewardConfig(function=good))
+    assert r.outcome == 3.0 and not r.correct
+    cases = {
+        "def reward(transcripts):\n    raise KeyError('gold')\n": "raised KeyError",
+        "def reward(transcripts):\n    return [1.0, 2.0]\n": "list of 1 numbers",
+        "def reward(transcripts):\n    return 1.0\n": "got 1.0",
+        "def reward(transcripts):\n    return [float('nan')]\n": "finite number",
+        "def score(transcripts):\n    return [1.0]\n": "defines no function reward",
+        "def reward(:\n": "failed to load",
+    }
+    for body, message in cases.items():
+        path = write(tmp_path, body)
+        with pytest.raises(RewardFunctionError, match=message) as error:
+            load_reward_function(path)([transcript("abc", "8", 0, 0)])
+        assert "my_reward.py" in str(error.value)
+    with pytest.raises(RewardFunctionError, match="does not exist"):
+        load_reward_function(str(tmp_path / "missing.py"))

@@ -1,0 +1,186 @@
+"""Synergy RL on the tiny world with the real tiny models: the loss, a run, resume after a kill, faults."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+
+
+def test_the_clipped_loss_stops_pushing_a_ratio_past_the_clip_and_counts_only_action_tokens():
+    import torch
+
+    from longshort.rl.synergy import policy_loss
+
+    old = torch.zeros(1, 4)
+    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
+    new = torch.tensor([[5.0, 0.0, 0.5, -0.5]], requires_grad=True)  # ratios e^0, e^0.5 (past 1.2), e^-0.5
+    loss, stats = policy_loss(new, old, mask, torch.tensor([1.0]), clip=0.2)
+    loss.backward()
+    grad = new.grad[0].tolist()
+    assert grad[0] == 0.0  # the prompt token is not the agent's
+    assert grad[1] == pytest.approx(-1.0)  # d(-ratio)/d(logp) at ratio 1
+    assert grad[2] == 0.0  # a positive advantage no longer raises a ratio already above 1 + clip
+    assert grad[3] == pytest.approx(-torch.exp(torch.tensor(-0.5)).item())  # below 1 - clip it still pulls up
+    assert stats["clipped"] == 2.0
+    new.grad = None
+    reference = torch.tensor([[0.0, 0.0, 0.5, -0.5]])
+    loss, stats = policy_loss(new, old, mask, torch.tensor([0.0]), clip=0.2, reference=reference, kl_coef=1.0)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6) and stats["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def rl_config(tmp_path, name: str, **rl) -> str:
+    """configs/tiny.yaml with absolute paths, starting RL from the tiny models themselves, and a small run."""
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    for agent in ("long", "short"):
+        data[agent]["path"] = str((TINY_CONFIG.parent / data[agent]["path"]).resolve())
+    data["tiny"]["out_dir"] = str((TINY_CONFIG.parent / data["tiny"]["out_dir"]).resolve())
+    data["rl"].update({"out_dir": str(tmp_path / name), "init": None, "steps": 4, "problems_per_step": 4,
+                       "samples_per_problem": 4, "checkpoint_every": 2, "learning_rate": 1e-3}, **rl)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def longshort(*args, cwd=None, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "longshort.cli", *args], cwd=cwd or REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
+    import torch
+
+    config = rl_config(tmp_path, "whole", kl_coef=0.05)
+    whole = longshort("rl", "--config", config, "--eval-limit", "0")
+    output = whole.communicate(timeout=600)[0]
+    assert whole.returncode == 0, output
+    out = tmp_path / "whole"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["trained"] == ["long", "short"] and "long_loss" in r and "short_kl" in r for r in rows)
+    assert (out / "reward.png").stat().st_size > 0 and list((out / "tensorboard").iterdir())
+    for agent in ("long", "short"):  # both agents moved away from where they started
+        start, end = weights(REPO / "artifacts" / "tiny" / agent), weights(out / agent)
+        assert any(not torch.equal(start[k], end[k]) for k in start)
+
+    config = rl_config(tmp_path, "killed", kl_coef=0.05)
+    killed = longshort("rl", "--config", config, "--eval-limit", "0")
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and killed.poll() is None:  # kill it after step 3, past the step-2 checkpoint
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    resumed = longshort("rl", "--config", config, "--eval-limit", "0")
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0 and "resuming RL at step 3" in output, output
+    again = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in again] == [1, 2, 3, 4]  # step 3 was redone once, not written twice
+    assert [r["reward"] for r in again] == [r["reward"] for r in rows]
+    for agent in ("long", "short"):
+        a, b = weights(out / agent), weights(tmp_path / "killed" / agent)
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_alternate_training_moves_one_agent_per_round(tiny_config, tmp_path):
+    from longshort.config import load_config
+    from longshort.rl.synergy import train
+
+    config = load_config(rl_config(tmp_path, "alt", steps=2, train="alternate", alternate_every=1))
+    rows = train(config, tmp_path / "alt", log=lambda *_: None)
+    assert [r["trained"] for r in rows] == [["long"], ["short"]]
+    assert "short_loss" not in rows[0] and "long_loss" not in rows[1]
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
+    import torch
+
+    config = rl_config(tmp_path, "nan", learning_rate=1e30, checkpoint_every=1, steps=6)
+    run = longshort("rl", "--config", config, "--eval-limit", "0")
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 2 and "the loss is nan" in output, output
+    failed = int(output.split("the loss is nan at step ")[1].split()[0])
+    state = torch.load(tmp_path / "nan" / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == failed - 1
+    rows = (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == failed - 1
+
+
+def test_a_broken_reward_function_stops_the_run_naming_its_file(tiny_config, tmp_path):
+    bad = tmp_path / "reward_fn.py"
+    bad.write_text("def reward(transcripts):\n    return {'score': 1}\n")
+    config = rl_config(tmp_path, "badreward")
+    data = yaml.safe_load(open(config))
+    data["rl"]["reward"]["function"] = str(bad)
+    open(config, "w").write(yaml.safe_dump(data))
+    run = longshort("rl", "--config", config, "--eval-limit", "0")
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 2 and f"{bad}: reward() must return a list of 16 numbers" in output, output
+
+
+def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(tiny_config, tmp_path):
+    """`ray start --head` on loopback, then `longshort rl --submit`: the run happens inside the Ray job."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port, dashboard, agent_http, agent_grpc, metrics, runtime_env = (free_port() for _ in range(6))
+    bin_dir = os.path.dirname(sys.executable)  # the head node runs jobs in this environment, as if activated
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    head = subprocess.Popen([os.path.join(bin_dir, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                             f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent_http}",
+                             f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
+                             f"--runtime-env-agent-port={runtime_env}",  # another Ray may hold the default ports
+                             "--num-cpus=2", f"--temp-dir={ray_temp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    try:
+        job_dir = tmp_path / "job"
+        job_dir.mkdir()
+        config = rl_config(job_dir, "run", steps=2)
+        address = f"http://127.0.0.1:{dashboard}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", dashboard)) == 0:
+                    break
+            time.sleep(1)
+        for _ in range(12):  # the dashboard answers before the head's job agent has registered
+            submitted = longshort("rl", "--config", os.path.basename(config), "--eval-limit", "0", "--submit",
+                                  address, cwd=job_dir)
+            output = submitted.communicate(timeout=600)[0]
+            if "No available agent to submit job" not in output:
+                break
+            time.sleep(5)
+        assert submitted.returncode == 0, output
+        assert "ray job submit --address" in output and "succeeded" in output
+        rows = (job_dir / "run" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["step"] for r in rows] == [1, 2]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(ray_temp, ignore_errors=True)
