@@ -11,8 +11,8 @@ the next segment restarts from the prompt plus the latest summary (fold-restart)
 (fold-append), prefilled again. A sequence's peak context is therefore
 
     unfold        prompt + reasoning
-    fold-restart  prompt + summary + segment + summary
-    fold-append   prompt + (k - 1) summary + segment + summary        (k segments)
+    fold-restart  prompt + summary + segment + summary            (a segment that ends in a summary)
+    fold-append   prompt + (k - 1) summary + segment (+ summary)      (segment k of k; the largest over k)
 
 and a mode's concurrency is the most sequences whose peak KV fits the budget (KV bytes per token = 2 × layers ×
 KV heads × head dim × bytes per value). Each mode then runs all problems in waves of that many sequences, and the

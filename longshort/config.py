@@ -212,18 +212,19 @@ class RLConfig(Strict):
     # did not use
     problems: str | None = None
     backend: Literal["local", "openrlhf"] = "local"
-    steps: int = Field(default=100, ge=1)
+    steps: int = Field(default=100, ge=1)  # local backend (OpenRLHF: rounds × 2 × alternate_every)
     problems_per_step: int = Field(default=16, ge=1)
     samples_per_problem: int = Field(default=8, ge=2)  # the group whose rewards are normalized
     router: str = "handoff"
     policy: Literal["unfold", "fold-restart", "fold-append"] = "unfold"
     temperature: float = Field(default=1.0, gt=0)  # of the rollouts; log-probs are of the raw distribution
-    train: Literal["joint", "alternate"] = "joint"  # both agents every step, or one agent per round
+    train: Literal["joint", "alternate"] = "joint"  # both agents every step, or one per round (OpenRLHF: alternate)
     alternate_every: int = Field(default=10, ge=1)  # steps per round under ``alternate``
     advantage: Literal["grpo", "reinforce_baseline"] = "grpo"
     learning_rate: float = Field(default=1e-4, gt=0)
     clip: float = Field(default=0.2, gt=0)  # of the probability ratio
     updates_per_step: int = Field(default=1, ge=1)  # optimizer steps on each step's rollouts
+    max_grad_norm: float = Field(default=1.0, gt=0)  # gradients are clipped to this norm
     kl_coef: float = Field(default=0.0, ge=0)  # KL to the starting (SFT) model, k3 estimator; 0 = off
     reward: RewardConfig = RewardConfig()
     micro_batch_size: int = Field(default=8, ge=1)  # samples per forward/backward pass

@@ -49,7 +49,8 @@ class Orchestrator:
         self.tag_ids = set(protocol.ids.values())
         self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
                       "prefill_tokens": 0, "naive_prefill_tokens": 0}
-        self._before: dict[int, tuple[int, dict[str, int]]] = {}  # id(transcript) -> turns, tokens per agent at start
+        # id(transcript) -> its turns and tokens per agent when this solve took it up, and when that was
+        self._before: dict[int, tuple[int, dict[str, int], float]] = {}
 
     def solve(self, problems: Iterable[Problem | tuple[Problem, int] | Transcript],
               on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
@@ -57,24 +58,17 @@ class Orchestrator:
         completion order."""
         start = time.perf_counter()
         queue, live, finished = deque(problems), [], []
-        started: dict[int, float] = {}
         while queue or live:
             while queue and len(live) < self.solve_config.concurrency:
-                transcript = self._transcript(queue.popleft())
-                started[id(transcript)] = time.perf_counter()
-                live.append(transcript)
+                live.append(self._transcript(queue.popleft()))
             for transcript in live:
-                if time.perf_counter() - started[id(transcript)] > self.solve_config.timeout_s:
-                    transcript.stop_reason = "timeout"
-                else:
-                    self._check_turns(transcript)
+                self._check_limits(transcript)
             thinking = [t for t in live if not t.done and not self._summary_due(t)]
             writers = dict(zip(map(id, thinking), self.router.choose(thinking)))
             steps = [step for t in live if not t.done and (step := self._plan(t, writers.get(id(t))))]
             self._run(steps)
             for transcript in [t for t in live if t.done]:
-                transcript.seconds["wall"] = round(time.perf_counter() - started.pop(id(transcript)), 4)
-                del self._before[id(transcript)]
+                self.finish(transcript)
                 live.remove(transcript)
                 finished.append(transcript)
                 if on_done:
@@ -89,7 +83,7 @@ class Orchestrator:
     def next_step(self, transcript: Transcript) -> _Step | None:
         """The next turn of one transcript, its router asked for it alone; None once it has stopped. With
         ``apply``, this drives a solve one transcript at a time (an asynchronous caller's own loop)."""
-        self._check_turns(transcript)
+        self._check_limits(transcript)
         if transcript.done:
             return None
         return self._plan(transcript, None if self._summary_due(transcript) else self.router.choose([transcript])[0])
@@ -98,10 +92,14 @@ class Orchestrator:
         self._apply(step, completion)
 
     def finish(self, transcript: Transcript) -> None:
-        del self._before[id(transcript)]
+        transcript.seconds["wall"] = round(time.perf_counter() - self._before.pop(id(transcript))[2], 4)
 
-    def _check_turns(self, transcript: Transcript) -> None:
-        if len(transcript.turns) - self._before[id(transcript)][0] >= self.solve_config.max_turns:
+    def _check_limits(self, transcript: Transcript) -> None:
+        """Stop a transcript past its time or its turns (counted from when this solve took it up)."""
+        turns, _, started = self._before[id(transcript)]
+        if time.perf_counter() - started > self.solve_config.timeout_s:
+            transcript.stop_reason = "timeout"
+        elif len(transcript.turns) - turns >= self.solve_config.max_turns:
             transcript.stop_reason = "budget"
 
     def _transcript(self, item) -> Transcript:
@@ -110,7 +108,8 @@ class Orchestrator:
         else:
             problem, sample = item if isinstance(item, tuple) else (item, 0)
             transcript = Transcript(problem, prompt_ids(self.tokenizer, problem.question), sample=sample)
-        self._before[id(transcript)] = (len(transcript.turns), {a: transcript.tokens(a) for a in ("long", "short")})
+        self._before[id(transcript)] = (len(transcript.turns), {a: transcript.tokens(a) for a in ("long", "short")},
+                                        time.perf_counter())
         return transcript
 
     def _segment_tokens(self, transcript: Transcript) -> int:

@@ -2,7 +2,8 @@
 
 OpenRLHF loads this file in each of its vLLM engine actors and calls ``AgentExecutor().execute`` once per sample.
 The agent being trained generates through that engine (token ids in, token ids and log-probs out); its partner is
-served frozen by one Ray actor hosting our Backend, shared by all engines. The orchestrator plans and applies every
+served frozen by one Ray actor hosting our Backend, shared by all engines, which batches the requests of all
+episodes. The orchestrator plans and applies every
 turn, as in a local solve, so the sample handed back is the transcript's own: its ids and action mask come from
 rl/samples.py and its reward from rl/rewards.py, the code the local backend trains with.
 
@@ -45,8 +46,43 @@ class EngineAgent:
         return completion_of(output.outputs[0], stops, True, self.name)
 
 
+class BatchingPartner:
+    """The frozen partner's Ray actor (an async one): requests that arrive within ``window_s`` of each other, from
+    all episodes of all engines, go to its Backend as one batch."""
+
+    def __init__(self, config, name: str, window_s: float = 0.005):
+        from longshort.agents.actor import AgentActor
+
+        self.actor = AgentActor(config, name)
+        self.window_s = window_s
+        self.queue: list = []
+        self.flush_task = None
+
+    def info(self) -> dict:
+        return self.actor.info()
+
+    async def generate_one(self, request):
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((request, future))
+        if self.flush_task is None:
+            self.flush_task = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.window_s)
+        batch, self.queue, self.flush_task = self.queue, [], None
+        try:
+            results = await asyncio.to_thread(self.actor.generate, [request for request, _ in batch])
+        except Exception as e:  # every waiting episode hears of it
+            for _, future in batch:
+                future.set_exception(e)
+            return
+        for (_, future), result in zip(batch, results):
+            future.set_result(result)
+
+
 class PartnerAgent:
-    """The frozen partner: one request per call to the Ray actor that hosts it."""
+    """The frozen partner as the orchestrator sees it: one request per call to its batching actor."""
 
     def __init__(self, handle, max_context: int):
         self.handle, self.max_context = handle, max_context
@@ -55,7 +91,7 @@ class PartnerAgent:
         return {"max_context": self.max_context}
 
     async def complete(self, request):
-        (result,) = await self.handle.generate.remote([request])
+        result = await self.handle.generate_one.remote(request)
         return result.completions[0]
 
 
@@ -71,7 +107,6 @@ class AgentExecutor(AgentExecutorBase):
             if self.setup is None:
                 import ray
 
-                from longshort.agents.actor import AgentActor
                 from longshort.config import load_config
                 from longshort.protocol import Protocol
                 from longshort.rl.synergy import rollout_settings
@@ -80,9 +115,10 @@ class AgentExecutor(AgentExecutorBase):
                 trained = os.environ["LONGSHORT_TRAINED"]
                 partner = "short" if trained == "long" else "long"
                 model = config.model(partner).model_copy(update={"path": os.environ["LONGSHORT_PARTNER_PATH"]})
-                remote = ray.remote(num_cpus=model.num_cpus, num_gpus=model.num_gpus)(AgentActor)
+                remote = ray.remote(num_cpus=model.num_cpus, num_gpus=model.num_gpus)(BatchingPartner)
+                # outside the engines' placement group, whose bundles the trained agent's actors already fill
                 handle = remote.options(name=os.environ["LONGSHORT_PARTNER_ACTOR"], namespace=NAMESPACE,
-                                        get_if_exists=True).remote(model, partner)
+                                        get_if_exists=True, scheduling_strategy="DEFAULT").remote(model, partner)
                 info = await handle.info.remote()
                 solve, sampling = rollout_settings(config, step=0)
                 self.setup = {"config": config, "trained": trained, "partner": partner, "solve": solve,
@@ -95,12 +131,17 @@ class AgentExecutor(AgentExecutorBase):
         from longshort.orchestrator import Orchestrator
         from longshort.problem import Problem
 
+        try:
+            problem = Problem.from_dict(json.loads(label))
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise ValueError(f"the label of prompt {prompt[:60]!r} is not a longshort problem (JSON text); launch "
+                             f"with --data.label_key label on the prompts rl/openrlhf_rl.py writes: {e}") from None
         setup = await self._setup(hf_tokenizer, max_length)
         trained, partner = setup["trained"], setup["partner"]
         agents = {trained: EngineAgent(trained, llm_engine, sampling_params, max_length, hf_tokenizer.eos_token_id),
                   partner: setup["partner_agent"]}
         orchestrator = Orchestrator(agents, hf_tokenizer, setup["protocol"], setup["solve"], setup["sampling"])
-        transcript = orchestrator.start((Problem.from_dict(json.loads(label)), next(self.samples)))
+        transcript = orchestrator.start((problem, next(self.samples)))
         while (step := orchestrator.next_step(transcript)) is not None:
             orchestrator.apply(step, await agents[step.agent].complete(step.request))
         orchestrator.finish(transcript)
@@ -134,7 +175,7 @@ def episode(transcript, trained: str, config, prompt, label) -> dict:
         "rollout_log_probs": logprobs,
         "reward": reward.total,
         "scores": float(reward.correct),
-        "truncated": transcript.stop_reason != "answered",
+        "truncated": transcript.stop_reason == "budget",
         "extra_logs": {"correct": float(reward.correct), "answered": float(reward.valid),
                        "long_tokens": float(transcript.tokens("long")),
                        "short_tokens": float(transcript.tokens("short"))},

@@ -8,9 +8,13 @@ plays our protocol inside its rollouts, the partner in a Ray actor placed with t
 The reward is rl/rewards.py's; OpenRLHF normalizes it within each prompt's group (``group_norm``, the GRPO
 estimator, or ``reinforce_baseline``) and computes its own clipped loss.
 
+OpenRLHF normalizes rewards within each prompt's group over all its samples, including those in which the trained
+agent wrote nothing (the local backend leaves those out of that agent's group). ``rl.steps``, ``rl.train`` and
+``--eval-limit`` do not apply here: the run is ``rounds`` × 2 × ``alternate_every`` steps.
+
 All paths are absolute (a config resolves them), so ``rl.out_dir`` and the models must sit on storage every node
-sees. A round whose model folder is complete is skipped on a rerun; an interrupted one resumes from its DeepSpeed
-checkpoint (``--ckpt.load_enable``).
+sees. A round whose job succeeded is skipped on a rerun (its ``done`` marker); an interrupted one resumes from its
+DeepSpeed checkpoint (``--ckpt.load_enable``).
 """
 from __future__ import annotations
 
@@ -33,11 +37,16 @@ def check(config: Config) -> None:
     if cfg.router == "mc":
         raise ValueError(f"{config.source}: the mc router needs batched lookahead on both agents; use handoff or "
                          "alternate with the OpenRLHF backend")
+    batch, per_pass = cfg.problems_per_step * cfg.samples_per_problem, cfg.micro_batch_size * cfg.num_gpus
+    if batch % per_pass:
+        raise ValueError(f"{config.source}: rl.problems_per_step × samples_per_problem ({batch}) must be a multiple "
+                         f"of micro_batch_size × num_gpus ({per_pass}): DeepSpeed splits each step's samples evenly "
+                         "into micro-batches on every GPU")
 
 
 def prompts_file(config: Config, problems, index: int, path: Path) -> Path:
-    """The problems of job ``index`` (round × agent), one JSON line each: the question as the prompt, the whole
-    problem (JSON text) as the label the agent executor grades with."""
+    """Write the problems of job ``index`` (round × agent), one JSON line each: the question as the prompt, the
+    whole problem (JSON text) as the label the agent executor grades with."""
     cfg = config.rl
     order = list(range(len(problems)))
     random.Random(cfg.seed).shuffle(order)
@@ -107,8 +116,8 @@ def ppo_command(config: Config, actor: str, prompts: Path, run_dir: Path) -> lis
     ]
 
 
-def jobs(config: Config, out: Path, problems) -> list[tuple[Path, list[str]]]:
-    """Every round's job in order: (its model folder, its ``ray job submit`` command)."""
+def jobs(config: Config, out: Path, problems, write: bool = True) -> list[tuple[Path, list[str]]]:
+    """Every round's job in order: (its folder, its ``ray job submit`` command); ``write`` writes the prompt files."""
     from longshort.rl.jobs import job_address, submit_command
 
     check(config)
@@ -122,24 +131,29 @@ def jobs(config: Config, out: Path, problems) -> list[tuple[Path, list[str]]]:
         round_, agent = divmod(index, len(AGENTS))
         agent, partner = AGENTS[agent], AGENTS[1 - agent]
         run_dir = out / "openrlhf" / f"round{round_ + 1}-{agent}"
-        prompts = prompts_file(config, problems, index, run_dir / "prompts.jsonl")
+        prompts = run_dir / "prompts.jsonl"
+        if write:
+            prompts_file(config, problems, index, prompts)
         env = {"LONGSHORT_CONFIG": os.path.relpath(config.source), "LONGSHORT_TRAINED": agent,
                "LONGSHORT_PARTNER_PATH": latest[partner], "LONGSHORT_PARTNER_ACTOR": f"partner-{run_dir.name}"}
         command = submit_command(address, Path.cwd(), ppo_command(config, latest[agent], prompts, run_dir), env)
-        planned.append((run_dir / "model", command))
+        planned.append((run_dir, command))
         latest[agent] = str(run_dir / "model")
     return planned
 
 
 def launch(config: Config, out: Path, dry_run: bool, log=print) -> list[list[str]]:
-    """Run (or, dry, print) each round's job in turn; rounds already finished are skipped."""
+    """Run (or, dry, print without writing anything) each round's job in turn; a round whose job succeeded
+    before (its ``done`` marker) is skipped."""
     from longshort.rl.jobs import submit
     from longshort.rl.synergy import training_problems
 
-    planned = jobs(config, out, training_problems(config))
-    for model, command in planned:
-        if (model / "config.json").exists() and not dry_run:
-            log(f"skipping the round that trained {model}: done")
+    planned = jobs(config, out, training_problems(config), write=not dry_run)
+    for run_dir, command in planned:
+        if (run_dir / "done").exists() and not dry_run:
+            log(f"skipping {run_dir.name}: its job succeeded before")
             continue
         submit(command, dry_run, log)
+        if not dry_run:
+            (run_dir / "done").write_text("")
     return [command for _, command in planned]

@@ -6,6 +6,7 @@ samples of one problem, separately for each agent over the samples in which that
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from collections import defaultdict
@@ -30,8 +31,10 @@ class Reward:
     valid: bool  # the transcript ended in an answer
 
 
+@functools.cache
 def load_reward_function(path: str) -> Callable[[list[Transcript]], list[float]]:
-    """``reward`` from the Python file ``path``, wrapped so that any fault names the file."""
+    """``reward`` from the Python file ``path`` (loaded once per process), wrapped so that any fault names the
+    file. It is called with the transcripts of one step on the local backend, of one sample on OpenRLHF."""
     spec = importlib.util.spec_from_file_location(f"longshort_reward_{Path(path).stem}", path)
     if spec is None or not Path(path).is_file():
         raise RewardFunctionError(f"reward function file {path} does not exist")

@@ -118,37 +118,48 @@ class Trainer:
         self.reference = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
 
     def update(self, samples, step: int) -> dict:
-        """``updates_per_step`` optimizer steps over ``samples``; the loss is the mean over all action tokens."""
+        """``updates_per_step`` optimizer steps over ``samples``; returns the mean loss, KL and clipped share."""
+        import torch
+
+        totals = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
+        self.model.train()
+        try:
+            for _ in range(self.cfg.updates_per_step):
+                self.optimizer.zero_grad(set_to_none=True)
+                for key, value in self.accumulate(samples, step).items():
+                    totals[key] += value / self.cfg.updates_per_step
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+                self.optimizer.step()
+        finally:
+            self.model.eval()
+        self.backend.weights_changed()
+        return {f"{self.agent}_{key}": round(value, 6) for key, value in totals.items()}
+
+    def accumulate(self, samples, step: int) -> dict:
+        """Gradients of the loss over ``samples`` in micro-batches; each micro-batch's summed loss is divided by
+        the action tokens of all ``samples``, so the result is the mean over every action token of the batch."""
         import torch
 
         cfg, device = self.cfg, self.backend.device
         tokens = sum(sum(s.action_mask) for s in samples)
         ordered = sorted(samples, key=lambda s: len(s.input_ids))
-        micro = [ordered[i:i + cfg.micro_batch_size] for i in range(0, len(ordered), cfg.micro_batch_size)]
         totals = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
-        self.model.train()
-        for _ in range(cfg.updates_per_step):
-            self.optimizer.zero_grad(set_to_none=True)
-            for batch in micro:
-                ids, attention, mask, old, advantages = (t.to(device) for t in collate(batch, self.backend.pad_token_id))
-                new = token_logprobs(self.model, ids, attention)
-                reference = None
-                if self.reference is not None:
-                    with torch.no_grad():
-                        reference = token_logprobs(self.reference, ids, attention)
-                loss, stats = policy_loss(new, old, mask, advantages, cfg.clip, reference, cfg.kl_coef)
-                if not torch.isfinite(loss):
-                    self.model.eval()
-                    raise FloatingPointError(f"{self.agent} agent: the loss is {loss.item()} at step {step + 1}")
-                (loss / tokens).backward()
-                totals["loss"] += loss.item() / tokens / cfg.updates_per_step
-                for key in ("kl", "clipped"):
-                    totals[key] += stats[key] / tokens / cfg.updates_per_step
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.optimizer.step()
-        self.model.eval()
-        self.backend.weights_changed()
-        return {f"{self.agent}_{key}": round(value, 6) for key, value in totals.items()}
+        for start in range(0, len(ordered), cfg.micro_batch_size):
+            batch = ordered[start:start + cfg.micro_batch_size]
+            ids, attention, mask, old, advantages = (t.to(device) for t in collate(batch, self.backend.pad_token_id))
+            new = token_logprobs(self.model, ids, attention)
+            reference = None
+            if self.reference is not None:
+                with torch.no_grad():
+                    reference = token_logprobs(self.reference, ids, attention)
+            loss, stats = policy_loss(new, old, mask, advantages, cfg.clip, reference, cfg.kl_coef)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{self.agent} agent: the loss is {loss.item()} at step {step + 1}")
+            (loss / tokens).backward()
+            totals["loss"] += loss.item() / tokens
+            for key in ("kl", "clipped"):
+                totals[key] += stats[key] / tokens
+        return totals
 
 
 def rollout_settings(config: Config, step: int):
@@ -195,6 +206,7 @@ def step_metrics(step: int, transcripts, scored, seconds: float) -> dict:
         "long_tokens": round(long_tokens, 3),
         "short_tokens": round(short_tokens, 3),
         "long_share": round(long_tokens / max(long_tokens + short_tokens, 1e-9), 5),
+        "folds": round(sum(t.folds for t in transcripts) / n, 3),
         "seconds": round(seconds, 3),
     }
 
@@ -319,15 +331,24 @@ def evaluate(config: Config, limit: int, out: Path) -> dict[str, dict]:
 
 
 def submit_self(config: Config, address: str, overwrite: bool, eval_limit: int, dry_run: bool, log=print) -> list[str]:
-    """Send this very run to the Ray cluster at ``address`` as a job; the working directory travels with it, so the
-    config is named relative to it."""
-    import os
+    """Send this very run to the Ray cluster at ``address`` as a job. Its working directory holds only the config,
+    every path in it resolved here, so the job finds the models and writes ``rl.out_dir`` where this machine would
+    (storage the head node shares)."""
+    import shutil
+    import tempfile
+
+    import yaml
 
     from longshort.rl.jobs import submit, submit_command
 
-    entrypoint = ["longshort", "rl", "--config", os.path.relpath(config.source), "--eval-limit", str(eval_limit)]
-    command = submit_command(address, Path.cwd(), entrypoint + (["--overwrite"] if overwrite else []))
-    submit(command, dry_run, log)
+    folder = Path(tempfile.mkdtemp(prefix="longshort-job-"))
+    try:
+        (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"source"})))
+        entrypoint = ["longshort", "rl", "--config", "config.yaml", "--eval-limit", str(eval_limit)]
+        command = submit_command(address, folder, entrypoint + (["--overwrite"] if overwrite else []))
+        submit(command, dry_run, log)
+    finally:
+        shutil.rmtree(folder)
     return command
 
 
@@ -342,7 +363,8 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
         raise ValueError("--dry-run prints the OpenRLHF commands (or, with --submit, the job): set rl.backend: openrlhf")
     begin = starting_config(config)
     models = {agent: fingerprint(begin.model(agent).path) for agent in AGENTS}
-    claim(out, {"rl": cfg.model_dump(), "solve": config.solve.model_dump(), "models": models}, overwrite, "RL")
+    if not dry_run:
+        claim(out, {"rl": cfg.model_dump(), "solve": config.solve.model_dump(), "models": models}, overwrite, "RL")
     if cfg.backend == "openrlhf":
         from longshort.rl.openrlhf_rl import launch
 

@@ -42,10 +42,10 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
     config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05))
     planned = jobs(config, tmp_path / "rl", training_problems(config))
     parser = openrlhf_parser("train_ppo_ray")
-    assert [model.parent.name for model, _ in planned] == ["round1-long", "round1-short", "round2-long",
-                                                           "round2-short"]
+    assert [run_dir.name for run_dir, _ in planned] == ["round1-long", "round1-short", "round2-long",
+                                                        "round2-short"]
     actors, partners = [], []
-    for model, command in planned:
+    for run_dir, command in planned:
         split = command.index("--")
         assert command[1:5] == ["job", "submit", "--address", "http://head:8265"]
         env = json.loads(command[command.index("--runtime-env-json") + 1])
@@ -64,17 +64,20 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
         assert len(rows) == 4 * 3 and all(json.loads(r["label"])["question"] == r["prompt"] for r in rows)
         actors.append(args["actor.model_name_or_path"])
         partners.append(env["env_vars"]["LONGSHORT_PARTNER_PATH"])
-        assert args["ckpt.output_dir"] == str(model)
-    round1_long, round1_short, round2_long, _ = (str(m) for m, _ in planned)
+        assert args["ckpt.output_dir"] == str(run_dir / "model")
+    round1_long, round1_short, round2_long, _ = (str(d / "model") for d, _ in planned)
     assert actors == [tiny_config.long.path, tiny_config.short.path, round1_long, round1_short]
     assert partners == [tiny_config.short.path, round1_long, round1_short, round2_long]  # the partner's latest
 
 
-def test_folding_and_the_mc_router_are_refused_on_openrlhf(tiny_config, tmp_path, monkeypatch):
+def test_folding_the_mc_router_and_uneven_batches_are_refused_on_openrlhf(tiny_config, tmp_path, monkeypatch):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import check
 
+    check(load_config(REPO / "configs" / "qwen2.5-7b.yaml"))  # the cluster recipe's batch divides evenly
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"\(12\) must be a multiple of micro_batch_size × num_gpus \(8\)"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, problems_per_step=3, micro_batch_size=4)))
     with pytest.raises(ValueError, match="unfolded transcripts only"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, policy="fold-restart")))
     with pytest.raises(ValueError, match="mc router"):
@@ -88,7 +91,7 @@ def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, mo
     assert main(["rl", "--config", "rl.yaml", "--dry-run"] if openrlhf_config(tiny_config, tmp_path) else []) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "train_ppo_ray" in line]
     assert len(lines) == 4 and all(shlex.split(line)[1:3] == ["job", "submit"] for line in lines)
-    assert not (tmp_path / "rl" / "openrlhf" / "round1-long" / "model").exists()
+    assert not (tmp_path / "rl").exists()  # a dry run writes nothing
 
 
 class HFEngine:

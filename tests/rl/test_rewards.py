@@ -63,8 +63,8 @@ def test_rl_samples_carry_the_agents_own_tokens_and_their_sampling_logprobs():
         rl_samples(t, "short", "unfold", 0.0)
 
 
-def write(tmp_path, body: str) -> str:
-    path = tmp_path / "my_reward.py"
+def write(tmp_path, body: str, name: str = "my_reward") -> str:
+    path = tmp_path / f"{name}.py"  # one file per body: a file is loaded once per process
     path.write_text(body)
     return str(path)
 
@@ -81,10 +81,10 @@ def test_a_reward_function_file_replaces_the_outcome_and_its_faults_name_the_fil
         "def score(transcripts):\n    return [1.0]\n": "defines no function reward",
         "def reward(:\n": "failed to load",
     }
-    for body, message in cases.items():
-        path = write(tmp_path, body)
+    for number, (body, message) in enumerate(cases.items()):
+        path = write(tmp_path, body, f"my_reward_{number}")
         with pytest.raises(RewardFunctionError, match=message) as error:
             load_reward_function(path)([transcript("abc", "8", 0, 0)])
-        assert "my_reward.py" in str(error.value)
+        assert f"my_reward_{number}.py" in str(error.value)
     with pytest.raises(RewardFunctionError, match="does not exist"):
         load_reward_function(str(tmp_path / "missing.py"))

@@ -40,6 +40,49 @@ def test_the_clipped_loss_stops_pushing_a_ratio_past_the_clip_and_counts_only_ac
     assert loss.item() == pytest.approx(0.0, abs=1e-6) and stats["kl"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_the_kl_term_is_k3_and_a_negative_advantage_stops_pulling_below_the_clip():
+    import math
+
+    import torch
+
+    from longshort.rl.synergy import policy_loss
+
+    old, mask = torch.zeros(1, 2), torch.ones(1, 2)
+    new = torch.tensor([[-0.5, 0.1]], requires_grad=True)  # ratios e^-0.5 (below 1 - clip) and e^0.1
+    reference = torch.tensor([[0.2, -0.3]])
+    loss, stats = policy_loss(new, old, mask, torch.tensor([-1.0]), clip=0.2, reference=reference, kl_coef=0.5)
+    k3 = [math.exp(r - n) - (r - n) - 1 for r, n in ((0.2, -0.5), (-0.3, 0.1))]
+    surrogate = [-1.0 * 0.8, -1.0 * math.exp(0.1)]  # min(r A, clip(r) A) with A = -1: the clipped value, then r A
+    assert loss.item() == pytest.approx(-sum(surrogate) + 0.5 * sum(k3), rel=1e-5)
+    assert stats["kl"] == pytest.approx(sum(k3), rel=1e-5)
+    loss.backward()
+    # below 1 - clip a negative advantage no longer pushes down: only the KL pulls, towards the reference
+    assert new.grad[0, 0].item() == pytest.approx(0.5 * (1 - math.exp(0.2 + 0.5)), rel=1e-5)
+
+
+def test_micro_batches_give_the_gradient_of_the_whole_batch(tiny_config):
+    import torch
+
+    from longshort.agents.hf_backend import HFBackend
+    from longshort.rl.samples import RLSample
+    from longshort.rl.synergy import Trainer
+
+    rng = torch.Generator().manual_seed(0)
+    samples = []
+    for length, advantage in ((9, 1.0), (14, -0.5), (6, 2.0), (11, 0.3)):
+        ids = torch.randint(0, 200, (length,), generator=rng).tolist()
+        mask = [0] * 3 + [1] * (length - 3)
+        samples.append(RLSample(ids, mask, [m * -1.5 for m in mask], advantage))
+    grads = []
+    for micro in (1, 4):
+        config = tiny_config.rl.model_copy(update={"micro_batch_size": micro, "kl_coef": 0.1})
+        trainer = Trainer("long", HFBackend(tiny_config.long, "long"), config)
+        trainer.model.zero_grad()
+        trainer.accumulate(samples, 0)
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
 def rl_config(tmp_path, name: str, **rl) -> str:
     """configs/tiny.yaml with absolute paths, starting RL from the tiny models themselves, and a small run."""
     data = yaml.safe_load(TINY_CONFIG.read_text())
@@ -102,14 +145,26 @@ def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(ti
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_alternate_training_moves_one_agent_per_round(tiny_config, tmp_path):
+def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_per_segment(tiny_config, tmp_path):
     from longshort.config import load_config
-    from longshort.rl.synergy import train
+    from longshort.rl.synergy import rollout_step, train, training_problems
+    from longshort.runner import start
 
-    config = load_config(rl_config(tmp_path, "alt", steps=2, train="alternate", alternate_every=1))
+    path = rl_config(tmp_path, "alt", steps=2, train="alternate", alternate_every=1, policy="fold-restart")
+    data = yaml.safe_load(open(path))
+    data["solve"]["memory"]["segment_budget"] = 12  # fold often
+    open(path, "w").write(yaml.safe_dump(data))
+    config = load_config(path)
     rows = train(config, tmp_path / "alt", log=lambda *_: None)
     assert [r["trained"] for r in rows] == [["long"], ["short"]]
     assert "short_loss" not in rows[0] and "long_loss" not in rows[1]
+    assert all(r["folds"] > 0 for r in rows)
+
+    transcripts, _, samples = rollout_step(config, start(config, use_ray=False), training_problems(config), 5)
+    assert any(t.folds for t in transcripts)
+    for agent in ("long", "short"):  # one sample per segment the agent wrote in, its context what it saw there
+        wrote_in = sum(len({u.segment for u in t.turns if u.agent == agent}) for t in transcripts)
+        assert len(samples[agent]) == wrote_in
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
@@ -159,9 +214,7 @@ def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(tiny_config, tmp_pa
                              "--num-cpus=2", f"--temp-dir={ray_temp}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
-        job_dir = tmp_path / "job"
-        job_dir.mkdir()
-        config = rl_config(job_dir, "run", steps=2)
+        config = rl_config(tmp_path, "run", steps=2)
         address = f"http://127.0.0.1:{dashboard}"
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -170,15 +223,14 @@ def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(tiny_config, tmp_pa
                     break
             time.sleep(1)
         for _ in range(12):  # the dashboard answers before the head's job agent has registered
-            submitted = longshort("rl", "--config", os.path.basename(config), "--eval-limit", "0", "--submit",
-                                  address, cwd=job_dir)
+            submitted = longshort("rl", "--config", config, "--eval-limit", "0", "--submit", address)
             output = submitted.communicate(timeout=600)[0]
             if "No available agent to submit job" not in output:
                 break
             time.sleep(5)
         assert submitted.returncode == 0, output
         assert "ray job submit --address" in output and "succeeded" in output
-        rows = (job_dir / "run" / "metrics.jsonl").read_text().splitlines()
+        rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(r)["step"] for r in rows] == [1, 2]
     finally:
         os.killpg(head.pid, signal.SIGTERM)
