@@ -226,6 +226,9 @@ class RLConfig(Strict):
     updates_per_step: int = Field(default=1, ge=1)  # optimizer steps on each step's rollouts
     max_grad_norm: float = Field(default=1.0, gt=0)  # gradients are clipped to this norm
     kl_coef: float = Field(default=0.0, ge=0)  # KL to the starting (SFT) model, k3 estimator; 0 = off
+    # Local backend: a think turn's tokens also get this times the change it made to the chance of a right answer
+    # (MC importance, `scoring.rollouts` answer rollouts before and after it); 0 = off
+    turn_credit: float = Field(default=0.0, ge=0)
     reward: RewardConfig = RewardConfig()
     micro_batch_size: int = Field(default=8, ge=1)  # samples per forward/backward pass
     checkpoint_every: int = Field(default=10, ge=1)

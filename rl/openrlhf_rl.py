@@ -37,6 +37,9 @@ def check(config: Config) -> None:
     if cfg.router == "mc":
         raise ValueError(f"{config.source}: the mc router needs batched lookahead on both agents; use handoff or "
                          "alternate with the OpenRLHF backend")
+    if cfg.turn_credit:
+        raise ValueError(f"{config.source}: rl.turn_credit needs per-token advantages, which OpenRLHF's executor "
+                         "interface does not carry (it takes one reward per sample); set it to 0")
     batch, per_pass = cfg.problems_per_step * cfg.samples_per_problem, cfg.micro_batch_size * cfg.num_gpus
     if batch % per_pass:
         raise ValueError(f"{config.source}: rl.problems_per_step × samples_per_problem ({batch}) must be a multiple "

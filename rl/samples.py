@@ -7,8 +7,6 @@ transcript yields one sample per segment, whose context is what the agent saw wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
-
 from longshort.memory import POLICIES
 from longshort.rl.sft import Sample
 from longshort.transcript import Transcript
@@ -19,38 +17,47 @@ class RLSample:
     input_ids: list[int]
     action_mask: list[int]  # 1 on the agent's own generated tokens
     logprobs: list[float]  # sampling log-prob of each token (0 where the mask is 0)
-    advantage: float
+    advantages: list[float]  # of each token (the same for all of them unless turns get their own credit)
 
 
-def _segments(transcript: Transcript, agent: str, policy: str) -> Iterator[tuple[list[int], list[int], list[float]]]:
-    """(ids, own-token mask, log-probs) per segment (a single one under ``unfold``) in which ``agent`` wrote."""
+def _segments(transcript: Transcript, agent: str, policy: str):
+    """(ids, own-token mask, log-probs, turn index of each token or -1) per segment (a single one under
+    ``unfold``) in which ``agent`` wrote."""
     segments = sorted({t.segment for t in transcript.turns})
     if policy == "unfold":
         segments = segments[:1] if segments else []
     for segment in segments:
         earlier = [t for t in transcript.turns if t.segment < segment]
-        current = [t for t in transcript.turns if policy == "unfold" or t.segment == segment]
+        current = [(n, t) for n, t in enumerate(transcript.turns) if policy == "unfold" or t.segment == segment]
         ids = list(transcript.prompt_ids)
         for turn in POLICIES[policy](earlier) if earlier else []:
             ids += turn.ids
         mask = [0] * len(ids)
         logprobs = [0.0] * len(ids)
-        for turn in current:
+        turn_of = [-1] * len(ids)
+        for n, turn in current:
             own = int(turn.agent == agent)
             ids += turn.ids
             mask += [0] * len(turn.forced_ids) + [own] * len(turn.token_ids) + [0] * len(turn.closing_ids)
             generated = turn.logprobs if own and turn.logprobs is not None else [0.0] * len(turn.token_ids)
             logprobs += [0.0] * len(turn.forced_ids) + list(generated) + [0.0] * len(turn.closing_ids)
+            turn_of += [n] * len(turn.ids)
         if any(mask):
-            yield ids, mask, logprobs
+            yield ids, mask, logprobs, turn_of
 
 
 def sft_samples(transcript: Transcript, agent: str, policy: str = "unfold") -> list[Sample]:
-    return [Sample(ids, mask) for ids, mask, _ in _segments(transcript, agent, policy)]
+    return [Sample(ids, mask) for ids, mask, _, _ in _segments(transcript, agent, policy)]
 
 
-def rl_samples(transcript: Transcript, agent: str, policy: str, advantage: float) -> list[RLSample]:
-    """The agent's samples with the sampling log-probs its loss ratio is taken against."""
+def rl_samples(transcript: Transcript, agent: str, policy: str, advantage: float,
+               turn_credit: list[float] | None = None) -> list[RLSample]:
+    """The agent's samples with the sampling log-probs its loss ratio is taken against. Every token's advantage is
+    ``advantage``, plus ``turn_credit[n]`` on the tokens of turn ``n`` when given."""
     if any(t.agent == agent and t.logprobs is None for t in transcript.turns):
         raise ValueError(f"transcript of problem {transcript.problem.id} has {agent} turns without log-probs")
-    return [RLSample(ids, mask, logprobs, advantage) for ids, mask, logprobs in _segments(transcript, agent, policy)]
+    samples = []
+    for ids, mask, logprobs, turn_of in _segments(transcript, agent, policy):
+        advantages = [advantage + (turn_credit[n] if turn_credit and n >= 0 else 0.0) for n in turn_of]
+        samples.append(RLSample(ids, mask, logprobs, advantages))
+    return samples

@@ -66,7 +66,7 @@ def token_logprobs(model, ids, attention):
 
 
 def collate(samples, pad_id: int):
-    """Right-padded ids and attention, and per predicted position: action mask, sampling log-probs; advantages."""
+    """Right-padded ids and attention, and per predicted position: action mask, sampling log-probs, advantage."""
     import torch
 
     width = max(len(s.input_ids) for s in samples)
@@ -80,17 +80,19 @@ def collate(samples, pad_id: int):
         attention[row, :n] = 1
         mask[row, :n] = torch.tensor(s.action_mask, dtype=torch.float32)
         old[row, :n] = torch.tensor(s.logprobs)
-    advantages = torch.tensor([s.advantage for s in samples], dtype=torch.float32)
-    return ids, attention, mask[:, 1:], old[:, 1:], advantages
+    advantages = torch.zeros((len(samples), width), dtype=torch.float32)
+    for row, s in enumerate(samples):
+        advantages[row, :len(s.input_ids)] = torch.tensor(s.advantages)
+    return ids, attention, mask[:, 1:], old[:, 1:], advantages[:, 1:]
 
 
 def policy_loss(new, old, mask, advantages, clip: float, reference=None, kl_coef: float = 0.0):
-    """Summed clipped-surrogate loss over the action tokens (PPO's, on the ratio to the sampling policy), plus
+    """Summed clipped-surrogate loss over the action tokens (PPO's, on the ratio to the sampling policy; all
+    arguments are per token), plus
     ``kl_coef`` times the k3 estimate of KL to ``reference``; the caller divides by the batch's action tokens."""
     import torch
 
     ratio = torch.exp(new - old)
-    advantages = advantages[:, None]
     surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)
     per_token = -surrogate
     kl = torch.zeros_like(new)
@@ -186,12 +188,41 @@ def rollout_step(config: Config, hosted, problems: list[Problem], step: int):
     transcripts = orch.solve([(p, s) for p in chosen for s in range(cfg.samples_per_problem)])
     scored = rewards(transcripts, cfg.reward)
     totals = [r.total for r in scored]
+    credits = turn_credits(config, hosted, transcripts) if cfg.turn_credit else [None] * len(transcripts)
     samples = {}
     for agent in AGENTS:
         agent_advantages = advantages(transcripts, totals, agent, cfg.advantage)
-        samples[agent] = [s for t, a in zip(transcripts, agent_advantages) if a is not None
-                          for s in rl_samples(t, agent, cfg.policy, a)]
+        samples[agent] = [s for t, a, c in zip(transcripts, agent_advantages, credits) if a is not None
+                          for s in rl_samples(t, agent, cfg.policy, a, c)]
     return transcripts, scored, samples
+
+
+def turn_credits(config: Config, hosted, transcripts) -> list[list[float]]:
+    """Per transcript and turn: ``rl.turn_credit`` times the change a think turn made to the chance of a right
+    answer (``scoring.rollouts`` answer rollouts before and after it, as the importance scorer measures a thought);
+    0 for other turns and where a state does not fit the scoring model."""
+    import copy
+
+    from longshort.importance import Rollouts
+
+    agents, tokenizer, protocol = hosted
+    rollouts = Rollouts(agents, tokenizer, protocol, config.scoring.model_copy(update={"policy": "answer"}),
+                        config.rl.policy, config.rl.seed)
+    states, where = [], []
+    for n, transcript in enumerate(transcripts):
+        for length in range(len(transcript.turns) + 1):
+            state = copy.copy(transcript)
+            state.turns = transcript.turns[:length]
+            if rollouts.fits(state):
+                states.append(state)
+                where.append((n, length))
+    chance = dict(zip(where, (e.accuracy for e in rollouts.estimate(states))))
+    credits = []
+    for n, transcript in enumerate(transcripts):
+        credits.append([config.rl.turn_credit * (chance[(n, i + 1)] - chance[(n, i)])
+                        if turn.kind == "think" and (n, i) in chance and (n, i + 1) in chance else 0.0
+                        for i, turn in enumerate(transcript.turns)])
+    return credits
 
 
 def step_metrics(step: int, transcripts, scored, seconds: float) -> dict:

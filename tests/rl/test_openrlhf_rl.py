@@ -82,6 +82,8 @@ def test_folding_the_mc_router_and_uneven_batches_are_refused_on_openrlhf(tiny_c
         check(load_config(openrlhf_config(tiny_config, tmp_path, policy="fold-restart")))
     with pytest.raises(ValueError, match="mc router"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, router="mc")))
+    with pytest.raises(ValueError, match="turn_credit"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, turn_credit=0.5)))
 
 
 def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, monkeypatch, capsys):

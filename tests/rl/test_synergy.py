@@ -26,7 +26,7 @@ def test_the_clipped_loss_stops_pushing_a_ratio_past_the_clip_and_counts_only_ac
     old = torch.zeros(1, 4)
     mask = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
     new = torch.tensor([[5.0, 0.0, 0.5, -0.5]], requires_grad=True)  # ratios e^0, e^0.5 (past 1.2), e^-0.5
-    loss, stats = policy_loss(new, old, mask, torch.tensor([1.0]), clip=0.2)
+    loss, stats = policy_loss(new, old, mask, torch.ones(1, 4), clip=0.2)
     loss.backward()
     grad = new.grad[0].tolist()
     assert grad[0] == 0.0  # the prompt token is not the agent's
@@ -36,7 +36,7 @@ def test_the_clipped_loss_stops_pushing_a_ratio_past_the_clip_and_counts_only_ac
     assert stats["clipped"] == 2.0
     new.grad = None
     reference = torch.tensor([[0.0, 0.0, 0.5, -0.5]])
-    loss, stats = policy_loss(new, old, mask, torch.tensor([0.0]), clip=0.2, reference=reference, kl_coef=1.0)
+    loss, stats = policy_loss(new, old, mask, torch.zeros(1, 4), clip=0.2, reference=reference, kl_coef=1.0)
     assert loss.item() == pytest.approx(0.0, abs=1e-6) and stats["kl"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -50,7 +50,7 @@ def test_the_kl_term_is_k3_and_a_negative_advantage_stops_pulling_below_the_clip
     old, mask = torch.zeros(1, 2), torch.ones(1, 2)
     new = torch.tensor([[-0.5, 0.1]], requires_grad=True)  # ratios e^-0.5 (below 1 - clip) and e^0.1
     reference = torch.tensor([[0.2, -0.3]])
-    loss, stats = policy_loss(new, old, mask, torch.tensor([-1.0]), clip=0.2, reference=reference, kl_coef=0.5)
+    loss, stats = policy_loss(new, old, mask, -torch.ones(1, 2), clip=0.2, reference=reference, kl_coef=0.5)
     k3 = [math.exp(r - n) - (r - n) - 1 for r, n in ((0.2, -0.5), (-0.3, 0.1))]
     surrogate = [-1.0 * 0.8, -1.0 * math.exp(0.1)]  # min(r A, clip(r) A) with A = -1: the clipped value, then r A
     assert loss.item() == pytest.approx(-sum(surrogate) + 0.5 * sum(k3), rel=1e-5)
@@ -72,7 +72,7 @@ def test_micro_batches_give_the_gradient_of_the_whole_batch(tiny_config):
     for length, advantage in ((9, 1.0), (14, -0.5), (6, 2.0), (11, 0.3)):
         ids = torch.randint(0, 200, (length,), generator=rng).tolist()
         mask = [0] * 3 + [1] * (length - 3)
-        samples.append(RLSample(ids, mask, [m * -1.5 for m in mask], advantage))
+        samples.append(RLSample(ids, mask, [m * -1.5 for m in mask], [advantage] * length))
     grads = []
     for micro in (1, 4):
         config = tiny_config.rl.model_copy(update={"micro_batch_size": micro, "kl_coef": 0.1})
@@ -165,6 +165,23 @@ def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_
     for agent in ("long", "short"):  # one sample per segment the agent wrote in, its context what it saw there
         wrote_in = sum(len({u.segment for u in t.turns if u.agent == agent}) for t in transcripts)
         assert len(samples[agent]) == wrote_in
+
+
+def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answer(tiny_config, tmp_path):
+    from longshort.config import load_config
+    from longshort.rl.synergy import rollout_step, training_problems, turn_credits
+    from longshort.runner import start
+
+    config = load_config(rl_config(tmp_path, "credit", turn_credit=0.5))
+    hosted = start(config, use_ray=False)
+    transcripts, _, samples = rollout_step(config, hosted, training_problems(config), 0)
+    credits = turn_credits(config, hosted, transcripts)  # seeded: the same estimates again
+    assert any(c for cs in credits for c in cs)
+    for transcript, cs in zip(transcripts, credits):
+        assert all(c == 0 for c, turn in zip(cs, transcript.turns) if turn.kind != "think")
+        assert all(abs(c) <= 0.5 for c in cs)
+    # within a sample, the advantage now differs from turn to turn
+    assert any(len({a for a, m in zip(s.advantages, s.action_mask) if m}) > 1 for s in samples["long"])
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
