@@ -60,6 +60,17 @@ def build_model(shape: str | None, path: str | None, dtype: str, device: str):
     return model
 
 
+def hosted(args, max_batch: int):
+    """HFBackend over the model of ``args`` (prefix reuse off), its KV bytes per token and its weight bytes."""
+    from longshort.agents.hf_backend import HFBackend
+    from longshort.config import ModelConfig
+
+    model = build_model(args.shape, args.model, args.dtype, args.device)
+    backend = HFBackend(ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
+                                    prefix_reuse=False, max_batch_size=max_batch), "bench", model=model)
+    return backend, kv_bytes_per_token(model), sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def kv_bytes_per_token(model) -> int:
     config = model.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -137,14 +148,7 @@ def run_mode(backend, mode: str, args, width: int, seed: int) -> dict:
 
 
 def throughput(args) -> dict:
-    from longshort.agents.hf_backend import HFBackend
-    from longshort.config import ModelConfig
-
-    model = build_model(args.shape, args.model, args.dtype, args.device)
-    kv_bytes = kv_bytes_per_token(model)
-    backend = HFBackend(ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
-                                    prefix_reuse=False, max_batch_size=args.problems), "bench", model=model)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    backend, kv_bytes, weight_bytes = hosted(args, args.problems)
     rows = {}
     for mode in MODES:
         width = concurrency(mode, args, kv_bytes)
@@ -205,20 +209,15 @@ def decode_grid(args) -> dict:
     import random
 
     from longshort.agents.backend import GenerationRequest
-    from longshort.agents.hf_backend import HFBackend
-    from longshort.config import ModelConfig
 
-    model = build_model(args.shape, args.model, args.dtype, args.device)
-    kv_bytes = kv_bytes_per_token(model)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    backend = HFBackend(ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
-                                    prefix_reuse=False, max_batch_size=max(args.batches)), "bench", model=model)
+    backend, kv_bytes, weight_bytes = hosted(args, max(args.batches))
+    vocab = backend.model.config.vocab_size
     speed = bandwidth(args.device)
     rng = random.Random(args.seed)
     cells = []
     for context in args.contexts:
         for batch in args.batches:
-            prompts = [[rng.randrange(model.config.vocab_size) for _ in range(context)] for _ in range(batch)]
+            prompts = [[rng.randrange(vocab) for _ in range(context)] for _ in range(batch)]
 
             def timed(new: int) -> float:
                 requests = [GenerationRequest(p, new, (), temperature=1.0, seed=i, logprobs=False)

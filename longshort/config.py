@@ -275,6 +275,11 @@ class Config(Strict):
     def model(self, agent: str) -> ModelConfig:
         return {"long": self.long, "short": self.short}[agent]
 
+    def with_model_paths(self, paths: dict[str, str]) -> "Config":
+        """This config with the named agents' models at other paths (a trained checkpoint, say)."""
+        return self.model_copy(update={agent: self.model(agent).model_copy(update={"path": str(path)})
+                                       for agent, path in paths.items()})
+
 
 def _resolve_paths(data: dict, base: Path) -> dict:
     for agent in ("long", "short"):

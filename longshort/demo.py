@@ -93,6 +93,15 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def evaluate(config: Config, limit: int, out: Path, routers: tuple[str, ...], policies: tuple[str, ...]) -> dict:
+    """Each agent alone and the pair under ``routers`` × ``policies`` on ``limit`` held-out synthetic problems,
+    both agents in this process (the before/after tables of the training stages)."""
+    from longshort.runner import start
+
+    table = modes(config, routers=routers, policies=policies)
+    return run_modes(config, start(config, use_ray=False), heldout(config, limit), table, out)
+
+
 def heldout(config: Config, limit: int | None) -> list[Problem]:
     rows = [json.loads(line) for line in open(Path(config.tiny.out_dir) / "heldout.jsonl")]
     return [Problem.from_dict(r) for r in rows[:limit]]

@@ -60,7 +60,7 @@ class Orchestrator:
         queue, live, finished = deque(problems), [], []
         while queue or live:
             while queue and len(live) < self.solve_config.concurrency:
-                live.append(self._transcript(queue.popleft()))
+                live.append(self.start(queue.popleft()))
             for transcript in live:
                 self._check_limits(transcript)
             thinking = [t for t in live if not t.done and not self._summary_due(t)]
@@ -78,7 +78,14 @@ class Orchestrator:
 
     def start(self, item) -> Transcript:
         """A transcript to solve (a new one for a problem, or ``item`` itself); ``finish`` releases it."""
-        return self._transcript(item)
+        if isinstance(item, Transcript):
+            transcript = item
+        else:
+            problem, sample = item if isinstance(item, tuple) else (item, 0)
+            transcript = Transcript(problem, prompt_ids(self.tokenizer, problem.question), sample=sample)
+        self._before[id(transcript)] = (len(transcript.turns), {a: transcript.tokens(a) for a in ("long", "short")},
+                                        time.perf_counter())
+        return transcript
 
     def next_step(self, transcript: Transcript) -> _Step | None:
         """The next turn of one transcript, its router asked for it alone; None once it has stopped. With
@@ -87,9 +94,6 @@ class Orchestrator:
         if transcript.done:
             return None
         return self._plan(transcript, None if self._summary_due(transcript) else self.router.choose([transcript])[0])
-
-    def apply(self, step: _Step, completion) -> None:
-        self._apply(step, completion)
 
     def finish(self, transcript: Transcript) -> None:
         transcript.seconds["wall"] = round(time.perf_counter() - self._before.pop(id(transcript))[2], 4)
@@ -101,16 +105,6 @@ class Orchestrator:
             transcript.stop_reason = "timeout"
         elif len(transcript.turns) - turns >= self.solve_config.max_turns:
             transcript.stop_reason = "budget"
-
-    def _transcript(self, item) -> Transcript:
-        if isinstance(item, Transcript):
-            transcript = item
-        else:
-            problem, sample = item if isinstance(item, tuple) else (item, 0)
-            transcript = Transcript(problem, prompt_ids(self.tokenizer, problem.question), sample=sample)
-        self._before[id(transcript)] = (len(transcript.turns), {a: transcript.tokens(a) for a in ("long", "short")},
-                                        time.perf_counter())
-        return transcript
 
     def _segment_tokens(self, transcript: Transcript) -> int:
         return sum(len(t.token_ids) for t in transcript.turns if t.segment == transcript.segment and t.kind == "think")
@@ -176,9 +170,10 @@ class Orchestrator:
                 self.stats["prefill_tokens"] += result.prefill_tokens
                 self.stats["naive_prefill_tokens"] += result.prompt_tokens * len(result.completions)
                 step.transcript.seconds[name] = step.transcript.seconds.get(name, 0.0) + result.seconds / len(group)
-                self._apply(step, result.completions[0])
+                self.apply(step, result.completions[0])
 
-    def _apply(self, step: _Step, completion) -> None:
+    def apply(self, step: _Step, completion) -> None:
+        """Append the turn ``completion`` makes of ``step`` and stop the transcript if it answered or broke."""
         transcript, tokens, p = step.transcript, completion.token_ids, self.protocol
         ended = completion.stop_reason == "stop"
         kind = "answer" if ended and tokens[-1] == p.answer_close_id else step.kind

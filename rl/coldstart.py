@@ -66,18 +66,10 @@ def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Pa
     return out / agent
 
 
-def evaluate(config: Config, limit: int, out: Path) -> dict[str, dict]:
-    """The agents of ``config`` alone and as a pair (handoff, unfolded and folded) on held-out synthetic problems."""
-    from longshort.demo import heldout, modes, run_modes
-    from longshort.runner import start
-
-    table = modes(config, routers=("handoff",), policies=("unfold", config.coldstart.fold_policy))
-    return run_modes(config, start(config, use_ray=False), heldout(config, limit), table, out)
-
-
 def run(config: Config, traces: str | None = None, overwrite: bool = False, eval_limit: int | None = 100,
         dry_run: bool = False, log=print) -> dict:
     from longshort.data.coldstart import synthesize
+    from longshort.demo import evaluate
     from longshort.importance import read_scoring_inputs
     from longshort.runner import start
 
@@ -102,13 +94,13 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
         commands = launch(config, data["samples"], hosted[1], out, dry_run, log)
         return {"manifest": data["manifest"], "commands": commands}
     trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}
-    after = config.model_copy(update={agent: config.model(agent).model_copy(update={"path": path})
-                                      for agent, path in trained.items()})
+    after = config.with_model_paths(trained)
     result = {"manifest": data["manifest"], "models": trained}
     if eval_limit and config.tiny is not None:
         log("before cold-start SFT:")
-        result["before"] = evaluate(config, eval_limit, out / "eval" / "before")
+        pair = (("handoff",), ("unfold", config.coldstart.fold_policy))
+        result["before"] = evaluate(config, eval_limit, out / "eval" / "before", *pair)
         log("after cold-start SFT:")
-        result["after"] = evaluate(after, eval_limit, out / "eval" / "after")
+        result["after"] = evaluate(after, eval_limit, out / "eval" / "after", *pair)
         (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
     return result

@@ -47,6 +47,16 @@ def masked_lm_loss(model, ids, attention, labels):
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
+def save_atomically(state: dict, path: Path) -> None:
+    """``torch.save`` through a temporary file, so a kill mid-save leaves the previous file whole."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
 def train(
     model,
     samples: Sequence[Sample],
@@ -96,12 +106,9 @@ def train(
         losses = state["losses"]
 
     def save() -> None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "rng": rng.getstate(), "losses": losses,
-                    "steps": steps, "samples": len(samples)}, partial)
-        partial.replace(state_path)  # a kill mid-save leaves the previous state whole
+        save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "schedule": schedule.state_dict(), "rng": rng.getstate(), "losses": losses,
+                         "steps": steps, "samples": len(samples)}, state_path)
 
     bar = tqdm(range(len(losses), steps), desc=desc, unit="step", mininterval=2.0, initial=len(losses), total=steps)
     for step in bar:

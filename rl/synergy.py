@@ -33,12 +33,7 @@ def starting_config(config: Config) -> Config:
     if missing:
         raise FileNotFoundError(f"{config.source}: rl.init holds no trained agent at {', '.join(missing)} "
                                 "(run `make train-coldstart` first, or set rl.init: null to start from the models as set)")
-    return _with_models(config, {agent: str(path) for agent, path in paths.items()})
-
-
-def _with_models(config: Config, paths: dict[str, str]) -> Config:
-    return config.model_copy(update={agent: config.model(agent).model_copy(update={"path": path})
-                                     for agent, path in paths.items()})
+    return config.with_model_paths(paths)
 
 
 def training_problems(config: Config) -> list[Problem]:
@@ -74,22 +69,21 @@ def collate(samples, pad_id: int):
     attention = torch.zeros((len(samples), width), dtype=torch.long)
     mask = torch.zeros((len(samples), width), dtype=torch.float32)
     old = torch.zeros((len(samples), width), dtype=torch.float32)
+    advantages = torch.zeros((len(samples), width), dtype=torch.float32)
     for row, s in enumerate(samples):
         n = len(s.input_ids)
         ids[row, :n] = torch.tensor(s.input_ids)
         attention[row, :n] = 1
         mask[row, :n] = torch.tensor(s.action_mask, dtype=torch.float32)
         old[row, :n] = torch.tensor(s.logprobs)
-    advantages = torch.zeros((len(samples), width), dtype=torch.float32)
-    for row, s in enumerate(samples):
-        advantages[row, :len(s.input_ids)] = torch.tensor(s.advantages)
+        advantages[row, :n] = torch.tensor(s.advantages)
     return ids, attention, mask[:, 1:], old[:, 1:], advantages[:, 1:]
 
 
 def policy_loss(new, old, mask, advantages, clip: float, reference=None, kl_coef: float = 0.0):
-    """Summed clipped-surrogate loss over the action tokens (PPO's, on the ratio to the sampling policy; all
-    arguments are per token), plus
-    ``kl_coef`` times the k3 estimate of KL to ``reference``; the caller divides by the batch's action tokens."""
+    """Summed clipped-surrogate loss over the action tokens (PPO's, on the ratio to the sampling policy), plus
+    ``kl_coef`` times the k3 estimate of KL to ``reference``; every tensor is per token. The caller divides by the
+    batch's action tokens."""
     import torch
 
     ratio = torch.exp(new - old)
@@ -225,7 +219,7 @@ def turn_credits(config: Config, hosted, transcripts) -> list[list[float]]:
     return credits
 
 
-def step_metrics(step: int, transcripts, scored, seconds: float) -> dict:
+def step_metrics(step: int, transcripts, scored) -> dict:
     n = len(transcripts)
     long_tokens = sum(t.tokens("long") for t in transcripts) / n
     short_tokens = sum(t.tokens("short") for t in transcripts) / n
@@ -238,7 +232,6 @@ def step_metrics(step: int, transcripts, scored, seconds: float) -> dict:
         "short_tokens": round(short_tokens, 3),
         "long_share": round(long_tokens / max(long_tokens + short_tokens, 1e-9), 5),
         "folds": round(sum(t.folds for t in transcripts) / n, 3),
-        "seconds": round(seconds, 3),
     }
 
 
@@ -264,6 +257,7 @@ def train(config: Config, out: Path, log=print) -> list[dict]:
     from tqdm import tqdm
 
     from longshort.jsonl import Appender
+    from longshort.rl.sft import save_atomically
     from longshort.runner import start
 
     cfg = config.rl
@@ -291,18 +285,15 @@ def train(config: Config, out: Path, log=print) -> list[dict]:
     board = SummaryWriter(str(out / "tensorboard"), purge_step=done + 1)
 
     def save(step: int) -> None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = state_path.with_suffix(".tmp")
-        torch.save({"step": step, "models": {a: t.model.state_dict() for a, t in trainers.items()},
-                    "optimizers": {a: t.optimizer.state_dict() for a, t in trainers.items()}}, partial)
-        partial.replace(state_path)  # a kill mid-save leaves the previous checkpoint whole
+        save_atomically({"step": step, "models": {a: t.model.state_dict() for a, t in trainers.items()},
+                         "optimizers": {a: t.optimizer.state_dict() for a, t in trainers.items()}}, state_path)
 
     bar = tqdm(range(done, cfg.steps), desc="rl", unit="step", initial=done, total=cfg.steps, mininterval=2.0)
     try:
         for step in bar:
             began = time.perf_counter()
             transcripts, scored, samples = rollout_step(config, hosted, problems, step)
-            row = step_metrics(step, transcripts, scored, 0.0)
+            row = step_metrics(step, transcripts, scored)
             row["trained"] = list(trained_agents(cfg, step))
             for agent in row["trained"]:
                 if samples[agent]:
@@ -352,15 +343,6 @@ def plot_rewards(rows: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def evaluate(config: Config, limit: int, out: Path) -> dict[str, dict]:
-    """Each agent alone and the pair under the RL router and memory policy, on held-out synthetic problems."""
-    from longshort.demo import heldout, modes, run_modes
-    from longshort.runner import start
-
-    table = modes(config, routers=(config.rl.router,), policies=(config.rl.policy,))
-    return run_modes(config, start(config, use_ray=False), heldout(config, limit), table, out)
-
-
 def submit_self(config: Config, address: str, overwrite: bool, eval_limit: int, dry_run: bool, log=print) -> list[str]:
     """Send this very run to the Ray cluster at ``address`` as a job. Its working directory holds only the config,
     every path in it resolved here, so the job finds the models and writes ``rl.out_dir`` where this machine would
@@ -403,11 +385,14 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
     rows = train(begin, out, log)
     result = {"steps": len(rows), "first_reward": rows[0]["reward"], "last_reward": rows[-1]["reward"]}
     if eval_limit and config.tiny is not None:
-        after = _with_models(begin, {agent: str(out / agent) for agent in AGENTS})
+        after = begin.with_model_paths({agent: out / agent for agent in AGENTS})
+        from longshort.demo import evaluate
+
+        pair = ((cfg.router,), (cfg.policy,))
         log("before RL:")
-        result["before"] = evaluate(begin, eval_limit, out / "eval" / "before")
+        result["before"] = evaluate(begin, eval_limit, out / "eval" / "before", *pair)
         log("after RL:")
-        result["after"] = evaluate(after, eval_limit, out / "eval" / "after")
+        result["after"] = evaluate(after, eval_limit, out / "eval" / "after", *pair)
         pair = f"{cfg.router}/{cfg.policy}"
         result["change"] = change(result["before"][pair], result["after"][pair])
         (out / "eval" / "summary.json").write_text(json.dumps(result, indent=2))
