@@ -199,16 +199,22 @@ class HFBackend:
             logps: list[list[float]] = [[] for _ in rows]
             reasons: list[str | None] = [None] * len(rows)
             active = list(range(len(rows)))  # row numbers still decoding, in cache order
+            greedy = all(r.temperature == 0 for r in reqs)
+            want_logps = any(r.logprobs for r in reqs)
             step = 0
             while active:
-                logp = torch.log_softmax(logits, dim=-1)
-                chosen = _sample(logits, temperature, top_p, uniforms[:, step])
-                chosen_logp = logp.gather(-1, chosen[:, None])[:, 0]
+                chosen = logits.argmax(-1) if greedy else _sample(logits, temperature, top_p, uniforms[:, step])
+                # one transfer per step for the whole batch, not one per row
+                chosen_ids = chosen.tolist()
+                if want_logps:
+                    chosen_logp = logits.gather(-1, chosen[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+                    chosen_logps = chosen_logp.tolist()
                 keep = []
                 for pos, row in enumerate(active):
-                    token = int(chosen[pos])
+                    token = chosen_ids[pos]
                     tokens[row].append(token)
-                    logps[row].append(float(chosen_logp[pos]))
+                    if want_logps:
+                        logps[row].append(chosen_logps[pos])
                     if token in stops[row]:
                         reasons[row] = "stop"
                     elif len(tokens[row]) >= limit[row]:

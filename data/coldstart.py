@@ -10,7 +10,8 @@ Transcripts → per-agent SFT samples.
    each other, the short agent hands back at once); the last thought carries the gold answer in the answer tags.
 4. A share of the traces is also written folded (InftyThink): a segment closes at the first thought that brings it
    to ``segment_tokens``; the summarizer model writes its summary from what it sees under the fold policy, as a
-   protocol summary turn, or, with ``summary_prompt``, answering that prompt in a new chat.
+   protocol summary turn, or, with ``summary_prompt``, answering that prompt in a new chat. The summary turn
+   belongs to the agent that summarizes at inference (``solve.memory.summarizer``), which learns to write it.
 5. Per agent: SFT samples (token ids + loss mask on that agent's own tokens) derived from the Transcripts.
 
 A trace with a ``prediction`` (its own final answer) that does not grade as the gold answer is dropped unless
@@ -97,9 +98,11 @@ def fold_points(pieces: list[tuple[str, list[int]]], segment_tokens: int) -> lis
 
 
 def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], agents: dict, tokenizer, protocol,
-         config: ColdstartConfig) -> list[Transcript]:
+         config: ColdstartConfig, owner: str) -> list[Transcript]:
     """Folded transcripts: summaries written round by round (the k-th of every trace in one call), each from what
-    the summarizer sees under the fold policy at that point."""
+    the summarizer sees under the fold policy at that point. A summary turn is ``owner``'s, the agent that
+    summarizes at inference, so that agent learns to write it (as short thoughts are the short agent's whoever
+    wrote their text)."""
     p, agent = protocol, config.summarizer
     points = [fold_points(trace, config.segment_tokens) for trace in pieces]
     summaries: list[dict[int, Turn]] = [{} for _ in pieces]
@@ -124,7 +127,7 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
                 ids = ids[:-1]
             body = [i for i in ids if i not in p.ids.values()] + [p.ids["summary_close"]]
             at = points[t][round_]
-            summaries[t][at] = Turn(agent, "summary", [p.ids["summary_open"]], body, None, "stop",
+            summaries[t][at] = Turn(owner, "summary", [p.ids["summary_open"]], body, None, "stop",
                                     tokenizer.decode(body[:-1]), round_)
     return [build_transcript(problem, trace, tokenizer, protocol, s)
             for problem, trace, s in zip(problems, pieces, summaries)]
@@ -162,7 +165,8 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     transcripts = [build_transcript(p, trace, tokenizer, protocol) for p, trace in zip(problems, pieces)]
     rng = random.Random(cfg.seed)
     chosen = [i for i in range(len(problems)) if rng.random() < cfg.fold_share]
-    folded = fold([problems[i] for i in chosen], [pieces[i] for i in chosen], agents, tokenizer, protocol, cfg)
+    folded = fold([problems[i] for i in chosen], [pieces[i] for i in chosen], agents, tokenizer, protocol, cfg,
+                  config.solve.memory.summarizer)
     counts["used"], counts["folded"] = len(transcripts), sum(t.folds > 0 for t in folded)
 
     with open(out / "transcripts.jsonl", "w") as f:

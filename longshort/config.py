@@ -94,11 +94,27 @@ class TinyWorldConfig(Strict):
 
 
 class MemoryConfig(Strict):
+    """Folding (longshort/memory.py). A segment is summarized at the first turn boundary after ``fold_after`` think
+    tokens, as cold-start fold data closes a segment at the first thought that reaches ``coldstart.segment_tokens``;
+    ``segment_budget`` is the hard cap, where a turn still running is cut and the summary forced."""
+
     policy: Literal["unfold", "fold-restart", "fold-append"] = "unfold"
-    segment_budget: int = 96  # think tokens in a segment before a summary is forced
+    segment_budget: int = Field(default=96, ge=1)  # most think tokens in one segment
+    fold_after: int | None = Field(default=None, ge=1)  # null: fold only at segment_budget
     summary_cap: int = 32  # most tokens of one summary
     max_rounds: int = 16  # most summaries (folds) per transcript
     summarizer: Literal["long", "short"] = "short"
+
+    @model_validator(mode="after")
+    def _fold_within_budget(self):
+        if self.fold_after is not None and self.fold_after > self.segment_budget:
+            raise ValueError(f"fold_after ({self.fold_after}) must not exceed segment_budget ({self.segment_budget})")
+        return self
+
+    @property
+    def fold_at(self) -> int:
+        """Think tokens of a segment after which its summary is due."""
+        return self.segment_budget if self.fold_after is None else self.fold_after
 
 
 class SolveConfig(Strict):
@@ -168,8 +184,8 @@ class ColdstartConfig(Strict):
     rewrite_tokens: int = Field(default=64, ge=1)
     fold_share: float = Field(default=0.5, ge=0, le=1)  # traces also written folded, InftyThink style
     fold_policy: Literal["fold-restart", "fold-append"] = "fold-restart"
-    segment_tokens: int = Field(default=40, ge=1)  # a segment closes at the first thought that reaches this budget
-    summarizer: Literal["long", "short"] = "short"
+    segment_tokens: int = Field(default=40, ge=1)  # a segment closes at the first thought reaching it (= solve.memory.fold_after)
+    summarizer: Literal["long", "short"] = "short"  # the model that writes the summaries' text
     summary_tokens: int = Field(default=24, ge=1)
     # null: the summarizer writes a protocol summary turn; else it is asked in a new chat with this prompt
     summary_prompt: str | None = None

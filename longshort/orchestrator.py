@@ -111,7 +111,7 @@ class Orchestrator:
 
     def _summary_due(self, transcript: Transcript) -> bool:
         memory = self.solve_config.memory
-        return memory.policy != "unfold" and self._segment_tokens(transcript) >= memory.segment_budget
+        return memory.policy != "unfold" and self._segment_tokens(transcript) >= memory.fold_at
 
     def _plan(self, transcript: Transcript, writer: str | None) -> _Step | None:
         """The next turn of ``transcript`` (a think turn by ``writer``, or a summary when none is named), or None

@@ -34,7 +34,8 @@ def prepare(out: Path, config: Config, overwrite: bool) -> None:
     """Claim ``out`` for this config, or resume the run of the same config already there."""
     models = {agent: fingerprint(config.model(agent).path) for agent in ("long", "short")}
     claim(out, {"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
-                "chunking": config.chunking.model_dump(), "models": models}, overwrite, "cold-start")
+                "chunking": config.chunking.model_dump(), "summaries_for": config.solve.memory.summarizer,
+                "models": models}, overwrite, "cold-start")
 
 
 def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Path:

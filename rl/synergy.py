@@ -45,8 +45,11 @@ def training_problems(config: Config) -> list[Problem]:
         raise ValueError(f"{config.source}: no 'tiny' section, so set rl.problems to a JSONL of training problems")
     from longshort.data.tiny_world import as_problem, problems
 
-    used = config.coldstart.traces
-    return [as_problem(p, used + i) for i, p in enumerate(problems(config.tiny)[0][used:])]
+    used, train_set = config.coldstart.traces, problems(config.tiny)[0]
+    if used >= len(train_set):
+        raise ValueError(f"{config.source}: cold-start used all {len(train_set)} tiny training problems "
+                         f"(coldstart.traces: {used}), so none is left for RL; lower it or set rl.problems")
+    return [as_problem(p, used + i) for i, p in enumerate(train_set[used:])]
 
 
 def trained_agents(cfg: RLConfig, step: int) -> tuple[str, ...]:

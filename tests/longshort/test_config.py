@@ -60,3 +60,12 @@ def test_chunking_defaults_and_bounds_that_cannot_be_met(tmp_path):
         load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nchunking: {min_tokens: 90, max_tokens: 150}\n"))
     with pytest.raises(ConfigError, match=r"'chunking\.min_tokens'"):
         load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nchunking: {min_tokens: 0}\n"))
+
+
+def test_fold_after_defaults_to_the_segment_budget_and_may_not_pass_it(tmp_path):
+    models = "long: {path: a}\nshort: {path: b}\n"
+    assert load_config(write(tmp_path, models + "solve: {memory: {segment_budget: 50}}\n")).solve.memory.fold_at == 50
+    memory = load_config(write(tmp_path, models + "solve: {memory: {segment_budget: 50, fold_after: 30}}\n")).solve.memory
+    assert memory.fold_at == 30
+    with pytest.raises(ConfigError, match=r"fold_after \(60\) must not exceed segment_budget \(50\)"):
+        load_config(write(tmp_path, models + "solve: {memory: {segment_budget: 50, fold_after: 60}}\n"))

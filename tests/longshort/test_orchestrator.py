@@ -21,11 +21,20 @@ def hosted(tiny_config, local_ray):
 
 
 @pytest.fixture(scope="module")
-def solved(tiny_config, hosted):
+def folding_config(tiny_config):
+    """The tiny config with segments short enough that the pretrained models fold, at a turn boundary past
+    ``fold_after`` and at the hard cap."""
+    memory = tiny_config.solve.memory.model_copy(update={"segment_budget": 24, "fold_after": 16})
+    return tiny_config.model_copy(update={"solve": tiny_config.solve.model_copy(update={"memory": memory})})
+
+
+@pytest.fixture(scope="module")
+def solved(folding_config, hosted):
     from longshort.runner import orchestrator
 
-    problems = heldout(tiny_config, 12)
-    return {name: orchestrator(tiny_config, hosted, solve).solve(problems) for name, solve in modes(tiny_config).items()}
+    problems = heldout(folding_config, 12)
+    return {name: orchestrator(folding_config, hosted, solve).solve(problems)
+            for name, solve in modes(folding_config).items()}
 
 
 def test_every_mode_finishes_every_problem_with_a_reason(solved):
@@ -81,9 +90,9 @@ def test_token_accounting_equals_the_ids(solved):
                 assert turn.closing_ids == ([] if turn.stop_reason == "stop" else turn.closing_ids[:1])
 
 
-def test_folded_contexts_stay_within_segment_budget_summary_cap_and_question(solved, tiny_config):
-    memory = tiny_config.solve.memory
-    folded_somewhere = False
+def test_folded_contexts_stay_within_segment_budget_summary_cap_and_question(solved, folding_config):
+    memory = folding_config.solve.memory
+    folded_somewhere, cut_at_the_cap = False, False
     for name, transcripts in solved.items():
         if name.endswith("unfold") or name in ("long", "short"):
             for t in transcripts:
@@ -97,13 +106,20 @@ def test_folded_contexts_stay_within_segment_budget_summary_cap_and_question(sol
                 context = len(render(partial, policy)) + len(turn.forced_ids)
                 summaries = sum(p.kind == "summary" for p in t.turns[:k]) if policy == "fold-append" else min(1, t.turns[k].segment)
                 segment = [p for p in t.turns[:k] if p.segment == turn.segment and p.kind != "summary"]
-                assert sum(len(p.token_ids) for p in segment) <= memory.segment_budget
+                written = sum(len(p.token_ids) for p in segment)
+                assert written <= memory.segment_budget
+                if turn.kind != "summary":  # a think or answer turn starts only while the segment is short of fold_after
+                    assert written < memory.fold_at, (name, k, written)
+                elif k < len(t.turns) - 1:  # a summary comes once it is reached, or at the hard cap
+                    assert written >= memory.fold_at, (name, k, written)
+                    cut_at_the_cap |= written == memory.segment_budget
                 bound = len(t.prompt_ids) + summaries * (memory.summary_cap + 2) + memory.segment_budget + 3 * (len(segment) + 1)
                 assert context <= bound, (name, k, context, bound)
             for turn in t.turns:
                 if turn.kind == "summary":
                     assert len(turn.token_ids) <= memory.summary_cap
-    assert folded_somewhere, "no transcript folded: the segment budget is never reached"
+    assert folded_somewhere, "no transcript folded: fold_after is never reached"
+    assert cut_at_the_cap, "no turn ran into the hard cap"
 
 
 def test_fold_append_contexts_after_each_fold_are_prefixes_of_the_next(solved):

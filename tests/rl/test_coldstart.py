@@ -54,8 +54,12 @@ def test_fold_points_close_a_segment_at_the_thought_that_reaches_the_budget():
 def synthesized(tiny_config, hosted, tmp_path_factory):
     from longshort.rl.coldstart import tiny_inputs
 
-    config = tiny_config.model_copy(update={"coldstart": tiny_config.coldstart.model_copy(
-        update={"traces": 24, "fold_share": 1.0, "segment_tokens": 30})})
+    # the long model writes the summaries' text for the short agent, the summarizer at inference, to learn
+    memory = tiny_config.solve.memory.model_copy(update={"summarizer": "short"})
+    config = tiny_config.model_copy(update={
+        "coldstart": tiny_config.coldstart.model_copy(update={"traces": 24, "fold_share": 1.0, "segment_tokens": 30,
+                                                              "summarizer": "long"}),
+        "solve": tiny_config.solve.model_copy(update={"memory": memory})})
     inputs = tiny_inputs(config)
     wrong = ScoringInput(Problem("wrong", inputs[0].problem.question, inputs[0].problem.answer, "synthetic",
                                  "synthetic"), inputs[0].thinking, prediction="not the answer")
@@ -80,7 +84,7 @@ def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted
         assert t.turns[0].agent == "long" and t.turns[-1].kind == "answer" and t.answer == t.problem.answer
         for u in t.turns:
             if u.kind == "summary":
-                assert u.agent == config.coldstart.summarizer
+                assert u.agent == "short"  # the learner's turn, whoever wrote its text
                 assert u.token_ids[-1] == protocol.ids["summary_close"] and len(u.token_ids) <= 25
     for agent in ("long", "short"):
         rows = [json.loads(line) for line in open(out / "samples" / agent / "samples.jsonl")]

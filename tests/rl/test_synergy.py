@@ -184,6 +184,18 @@ def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answe
     assert any(len({a for a, m in zip(s.advantages, s.action_mask) if m}) > 1 for s in samples["long"])
 
 
+def test_rl_problems_are_the_tiny_training_problems_cold_start_left_and_none_left_is_named(tiny_config):
+    from longshort.rl.synergy import training_problems
+
+    left = training_problems(tiny_config)
+    assert len(left) == tiny_config.tiny.train_problems - tiny_config.coldstart.traces
+    assert left[0].id == f"synthetic-{tiny_config.coldstart.traces:05d}"
+    all_used = tiny_config.model_copy(update={"coldstart": tiny_config.coldstart.model_copy(
+        update={"traces": tiny_config.tiny.train_problems})})
+    with pytest.raises(ValueError, match="none is left for RL; lower it or set rl.problems"):
+        training_problems(all_used)
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
     import torch
 
