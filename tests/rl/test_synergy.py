@@ -152,7 +152,7 @@ def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_
 
     path = rl_config(tmp_path, "alt", steps=2, train="alternate", alternate_every=1, policy="fold-restart")
     data = yaml.safe_load(open(path))
-    data["solve"]["memory"]["segment_budget"] = 12  # fold often
+    data["solve"]["memory"] |= {"segment_budget": 12, "fold_after": 8}  # fold often
     open(path, "w").write(yaml.safe_dump(data))
     config = load_config(path)
     rows = train(config, tmp_path / "alt", log=lambda *_: None)
