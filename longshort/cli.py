@@ -284,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.run(args)
+    # RunFolderError and BenchmarkError are ValueErrors
     except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,
-            RewardFunctionError, JobFailedError, FloatingPointError, FileNotFoundError, ValueError) as e:  # RunFolderError and BenchmarkError are ValueErrors
+            RewardFunctionError, JobFailedError, FloatingPointError, FileNotFoundError, ValueError) as e:
         print(f"longshort: error: {e}", file=sys.stderr)
         return 2
 

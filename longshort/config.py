@@ -297,19 +297,18 @@ class Config(Strict):
                                        for agent, path in paths.items()})
 
 
+# Config keys that hold a path, as (section, ..., key): relative ones resolve against the config's folder.
+PATH_KEYS = (("long", "path"), ("short", "path"), ("tiny", "out_dir"), ("coldstart", "out_dir"), ("rl", "out_dir"),
+             ("rl", "init"), ("rl", "problems"), ("rl", "reward", "function"))
+
+
 def _resolve_paths(data: dict, base: Path) -> dict:
-    for agent in ("long", "short"):
-        model = data.get(agent)
-        if isinstance(model, dict) and isinstance(model.get("path"), str):
-            model["path"] = _resolve(model["path"], base)
-    for section, key in (("tiny", "out_dir"), ("coldstart", "out_dir"), ("rl", "out_dir"), ("rl", "init"),
-                         ("rl", "problems")):
-        part = data.get(section)
+    for *sections, key in PATH_KEYS:
+        part = data
+        for section in sections:
+            part = part.get(section) if isinstance(part, dict) else None
         if isinstance(part, dict) and isinstance(part.get(key), str):
             part[key] = _resolve(part[key], base)
-    reward = (data.get("rl") or {}).get("reward") if isinstance(data.get("rl"), dict) else None
-    if isinstance(reward, dict) and isinstance(reward.get("function"), str):
-        reward["function"] = _resolve(reward["function"], base)
     return data
 
 

@@ -222,6 +222,11 @@ def turn_credits(config: Config, hosted, transcripts) -> list[list[float]]:
     return credits
 
 
+def long_share(long_tokens: float, short_tokens: float) -> float:
+    """The long agent's share of the pair's generated tokens."""
+    return long_tokens / max(long_tokens + short_tokens, 1e-9)
+
+
 def step_metrics(step: int, transcripts, scored) -> dict:
     n = len(transcripts)
     long_tokens = sum(t.tokens("long") for t in transcripts) / n
@@ -233,7 +238,7 @@ def step_metrics(step: int, transcripts, scored) -> dict:
         "answered": round(sum(r.valid for r in scored) / n, 5),
         "long_tokens": round(long_tokens, 3),
         "short_tokens": round(short_tokens, 3),
-        "long_share": round(long_tokens / max(long_tokens + short_tokens, 1e-9), 5),
+        "long_share": round(long_share(long_tokens, short_tokens), 5),
         "folds": round(sum(t.folds for t in transcripts) / n, 3),
     }
 
@@ -408,7 +413,7 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
 def change(before: dict, after: dict) -> dict:
     """Accuracy and long-token share of the pair before and after RL."""
     def share(row: dict) -> float:
-        return row["long_tokens"] / max(row["long_tokens"] + row["short_tokens"], 1e-9)
+        return long_share(row["long_tokens"], row["short_tokens"])
 
     return {"accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
             "long_share_before": share(before), "long_share_after": share(after),

@@ -69,3 +69,11 @@ def test_fold_after_defaults_to_the_segment_budget_and_may_not_pass_it(tmp_path)
     assert memory.fold_at == 30
     with pytest.raises(ConfigError, match=r"fold_after \(60\) must not exceed segment_budget \(50\)"):
         load_config(write(tmp_path, models + "solve: {memory: {segment_budget: 50, fold_after: 60}}\n"))
+
+
+def test_every_path_key_resolves_against_the_config_folder_even_when_nested(tmp_path):
+    config = load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\ntiny: {out_dir: ./world}\n"
+                                         "rl: {init: ./cs, problems: ./p.jsonl, reward: {function: ./r.py}}\n"))
+    assert config.tiny.out_dir == str(tmp_path / "world")
+    assert (config.rl.init, config.rl.problems) == (str(tmp_path / "cs"), str(tmp_path / "p.jsonl"))
+    assert config.rl.reward.function == str(tmp_path / "r.py")
