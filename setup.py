@@ -16,7 +16,7 @@ setup(
     },
     install_requires=[
         "torch>=2.4",
-        "transformers>=4.51",
+        "transformers>=5.17",  # the HF backend is tested on 5.17 and 5.23
         "tokenizers>=0.21",
         "safetensors",
         "datasets>=3.0",

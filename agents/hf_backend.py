@@ -3,9 +3,12 @@
 Prefix reuse (``prefix_reuse``, on by default): identical prompts in one call are prefilled once and their cache
 rows shared (the ``n`` samples of a request, or the same context asked for twice), and every prompt's KV is kept
 in a ``PrefixCache``, so a later prompt that starts with the same tokens (the next turn of a transcript, the next
-prefix of a trace being scored) prefills only what follows. Finished rows leave the batch, so a long straggler
-does not carry the rest. Sampling draws from per-row seeded generators, so a seeded request gives the same tokens
-whatever else is in the batch.
+prefix of a trace being scored) prefills only what follows. Sampling draws from per-row seeded generators, so a
+seeded request gives the same tokens whatever else is in the batch.
+
+Decoding after the prefill takes one of two paths (``decode``): ``dynamic`` grows transformers' cache and drops
+finished rows at once, so a long straggler does not carry the rest; ``static`` runs fixed shapes replayed as CUDA
+graphs on a GPU (``static_decode``), for long decodes of large models where eager steps are launch-bound.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
+from longshort.agents.static_decode import StaticDecoder
 from longshort.agents.backend import Completion, GenerationRequest, GenerationResult, check_fits
 from longshort.config import ModelConfig
 
@@ -139,11 +143,15 @@ class HFBackend:
         pad = self.tokenizer.pad_token_id if self.tokenizer else None
         self.pad_token_id = pad if pad is not None else 0
         self.prefix_cache = PrefixCache(config.prefix_cache_tokens) if config.prefix_reuse else None
+        self.static_decoder = StaticDecoder(self.model) if config.decode == "static" else None
 
     def weights_changed(self) -> None:
-        """A trainer updated ``self.model`` in place: the cached KV was computed by the old weights."""
+        """A trainer updated ``self.model``: the cached KV was computed by the old weights, and captured steps may
+        point at replaced tensors."""
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(self.config.prefix_cache_tokens)
+        if self.static_decoder is not None:
+            self.static_decoder.graphs.clear()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         start = time.perf_counter()
@@ -180,17 +188,15 @@ class HFBackend:
             keys = [(requests[i].prompt_ids, 0) for i, _ in rows]
         prompts = sorted(set(keys), key=lambda key: len(key[0]))
         prompt_index = {p: k for k, p in enumerate(prompts)}
+        limit = [budgets[i] for i, _ in rows]
         with torch.inference_mode():
-            out, cache, mask, computed = self._prefill([p for p, _ in prompts])
-            select = torch.tensor([prompt_index[key] for key in keys], device=dev)
-            cache.batch_select_indices(select)
-            logits = out.logits[select, -1, :].float()
-            mask = mask[select]
+            row_prompts = [prompt_index[key] for key in keys]
+            logits, decode, computed = self._prefill([p for p, _ in prompts], row_prompts, max(limit) - 1)
+            logits = logits[torch.tensor(row_prompts, device=dev)]
 
             reqs = [requests[i] for i, _ in rows]
             temperature = torch.tensor([r.temperature for r in reqs], device=dev)
             top_p = torch.tensor([r.top_p for r in reqs], device=dev)
-            limit = [budgets[i] for i, _ in rows]
             uniforms = torch.stack([self._uniforms(r, j, max(limit)) for r, (_, j) in zip(reqs, rows)]).to(dev)
             stops = [set(r.stop_token_ids) | ({self.eos_token_id} if self.eos_token_id is not None else set())
                      for r in reqs]
@@ -224,21 +230,13 @@ class HFBackend:
                 step += 1
                 if not keep:
                     break
+                index = None
                 if len(keep) < len(active):
                     index = torch.tensor(keep, device=dev)
-                    cache.batch_select_indices(index)
-                    mask, chosen = mask[index], chosen[index]
+                    chosen = chosen[index]
                     temperature, top_p, uniforms = temperature[index], top_p[index], uniforms[index]
                     active = [active[pos] for pos in keep]
-                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                out = self.model(
-                    input_ids=chosen[:, None],
-                    attention_mask=mask,
-                    position_ids=(mask.sum(-1, keepdim=True) - 1),
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                logits = out.logits[:, -1, :].float()
+                logits = decode.advance(chosen, index)
 
         done = {
             key: Completion(tokens[n], logps[n] if reqs[n].logprobs else None, reasons[n])
@@ -252,18 +250,53 @@ class HFBackend:
             prefill[first_row[key]] = prefill.get(first_row[key], 0) + count
         return done, prefill
 
-    def _prefill(self, prompts: list[tuple[int, ...]]):
-        """Run the prompts' uncached tokens; returns the model output, the cache, the attention mask and the tokens
-        computed per prompt.
+    def _prefill(self, prompts: list[tuple[int, ...]], row_prompts: list[int], steps: int):
+        """Run the prompts' uncached tokens, in groups of at most ``max_prefill_tokens``; returns each prompt's
+        next-token logits, the decode that continues the rows (row ``r`` starts from prompt ``row_prompts[r]``;
+        None when no row needs another step) and the tokens computed per prompt.
 
-        Row layout: the cached prefix's KV right-aligned in the past columns, then the rest of the prompt
-        right-aligned in the new columns, so every row's next token sits in the last column.
+        Row layout of a group: the cached prefix's KV right-aligned in the past columns, then the rest of the prompt
+        right-aligned in the new columns, so every row's next token sits in the last column; each group goes into
+        the decode's cache right-aligned as it is computed, so only one group's KV is held twice.
         """
+        import torch
+
+        hits = [self.prefix_cache.lookup(p) if self.prefix_cache else (0, None) for p in prompts]
+        groups = self._groups([len(p) - n for p, (n, _) in zip(prompts, hits)])
+        columns = max(max(hits[k][0] for k in g) + max(len(prompts[k]) - hits[k][0] for k in g) for g in groups)
+        decode = self._start_decode(len(row_prompts), columns, steps) if steps > 0 else None
+        rows_of = {}
+        for row, k in enumerate(row_prompts):
+            rows_of.setdefault(k, []).append(row)
+        logits = []
+        for group in groups:
+            out, cache, mask = self._prefill_group([prompts[k] for k in group], [hits[k] for k in group])
+            logits.append(out.logits[:, -1, :].float())
+            if decode is not None:
+                pairs = [(row, g) for g, k in enumerate(group) for row in rows_of[k]]
+                rows, sources = (torch.tensor(x, device=self.device) for x in zip(*pairs))
+                decode.place(cache, mask, rows, sources)
+            del out, cache
+        return torch.cat(logits), decode, [len(p) - n for p, (n, _) in zip(prompts, hits)]
+
+    def _groups(self, rests: list[int]) -> list[list[int]]:
+        """Consecutive prompts whose padded uncached tokens (rows × longest rest) fit ``max_prefill_tokens``; a
+        prompt longer than that goes alone."""
+        groups, widest = [[]], 0
+        for k, rest in enumerate(rests):
+            if groups[-1] and (len(groups[-1]) + 1) * max(widest, rest) > self.config.max_prefill_tokens:
+                groups.append([])
+                widest = 0
+            groups[-1].append(k)
+            widest = max(widest, rest)
+        return groups
+
+    def _prefill_group(self, prompts, hits):
+        """One forward over ``prompts``' uncached tokens; returns the output, the cache and the 2D attention mask."""
         import torch
         from transformers import DynamicCache
 
         dev = self.device
-        hits = [self.prefix_cache.lookup(p) if self.prefix_cache else (0, None) for p in prompts]
         past = max(n for n, _ in hits)
         rests = [p[n:] for p, (n, _) in zip(prompts, hits)]
         width = max(len(r) for r in rests)
@@ -293,7 +326,14 @@ class HFBackend:
                 where = mask[k].nonzero()[:, 0]
                 self.prefix_cache.add(prompt, [(layer.keys[k][:, where], layer.values[k][:, where])
                                                for layer in cache.layers])
-        return out, cache, mask, [len(r) for r in rests]
+        return out, cache, mask
+
+    def _start_decode(self, rows: int, columns: int, steps: int):
+        """The decode of ``rows`` rows of ``columns`` prefilled columns and up to ``steps`` more: in transformers'
+        growing cache, or in fixed shapes (``decode: static``)."""
+        if self.static_decoder is not None:
+            return self.static_decoder.start(rows, columns, steps)
+        return DynamicDecode(self.model, rows, columns)
 
     def _uniforms(self, request: GenerationRequest, sample: int, count: int):
         """The random draws of one sample, from its own seeded stream (seed + sample index)."""
@@ -305,6 +345,42 @@ class HFBackend:
         else:
             generator.manual_seed(request.seed + sample)
         return torch.rand(count, generator=generator, dtype=torch.float64)
+
+
+class DynamicDecode:
+    """Decode steps in transformers' growing cache; rows that end leave the batch at once."""
+
+    def __init__(self, model, rows: int, columns: int):
+        import torch
+        from transformers import DynamicCache
+
+        self.model, self.rows, self.columns = model, rows, columns
+        self.cache = DynamicCache(config=model.config)
+        self.mask = torch.zeros((rows, columns), dtype=torch.long, device=model.device)
+
+    def place(self, cache, mask, rows, sources) -> None:
+        """Put rows ``sources`` of a prefilled group (its cache and 2D mask) at rows ``rows``, right-aligned."""
+        start = self.columns - mask.shape[1]
+        for layer, group in enumerate(cache.layers):
+            if not self.cache.layers[layer].is_initialized:  # the first group gives the layer's shape
+                shape = (self.rows, group.keys.shape[1], self.columns, group.keys.shape[3])
+                self.cache.update(group.keys.new_zeros(shape), group.values.new_zeros(shape), layer)
+            self.cache.layers[layer].keys[rows, :, start:] = group.keys[sources]
+            self.cache.layers[layer].values[rows, :, start:] = group.values[sources]
+        self.mask[rows, start:] = mask[sources]
+
+    def advance(self, chosen, keep=None):
+        """Feed each live row its chosen token (``keep``: the positions of the rows still live, when some ended);
+        returns the next logits of the live rows."""
+        import torch
+
+        if keep is not None:
+            self.cache.batch_select_indices(keep)
+            self.mask = self.mask[keep]
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.mask), 1))], dim=1)
+        out = self.model(input_ids=chosen[:, None], attention_mask=self.mask,
+                         position_ids=self.mask.sum(-1, keepdim=True) - 1, past_key_values=self.cache, use_cache=True)
+        return out.logits[:, -1, :].float()
 
 
 def _sample(logits, temperature, top_p, uniform):

@@ -19,10 +19,13 @@ KV heads × head dim × bytes per value). Each mode then runs all problems in wa
 report gives reasoning tokens per second (summaries and re-prefills inside the time), all generated tokens per
 second, prompt tokens prefilled, peak memory, and each mode's ratio to unfold, all from one run. Weights are
 random (throughput does not depend on them); ``--model PATH`` measures a checkpoint instead. Prefix reuse is off,
-so every re-prefill after a fold is paid in full.
+so every re-prefill after a fold is paid in full. ``--decode`` picks HFBackend's decode paths (``dynamic``: the
+growing transformers cache; ``static``: fixed shapes replayed as CUDA graphs), each run in turn on the same model.
 
 ``--decode-grid`` instead times HFBackend's decode step for batch × context pairs and compares it with the
-bandwidth floor: (weight bytes + batch × context × KV bytes per token) / the device's measured copy bandwidth.
+bandwidth floor: (weight bytes + batch × context × KV bytes per token) / the device's measured copy bandwidth;
+with both decode paths, each cell also gives the static path's speedup. Results are written to ``--output`` as
+each row or cell finishes.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import time
 from pathlib import Path
 
 MODES = ("unfold", "fold-restart", "fold-append")
+DECODES = ("dynamic", "static")
 
 # Qwen2 shapes (config.json of the released checkpoints), and a tiny one for CPU runs.
 SHAPES = {
@@ -60,15 +64,18 @@ def build_model(shape: str | None, path: str | None, dtype: str, device: str):
     return model
 
 
-def hosted(args, max_batch: int):
-    """HFBackend over the model of ``args`` (prefix reuse off), its KV bytes per token and its weight bytes."""
+def hosted(model, args, max_batch: int, decode: str):
+    """HFBackend over ``model`` with prefix reuse off and the given decode path."""
     from longshort.agents.hf_backend import HFBackend
     from longshort.config import ModelConfig
 
-    model = build_model(args.shape, args.model, args.dtype, args.device)
-    backend = HFBackend(ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
-                                    prefix_reuse=False, max_batch_size=max_batch), "bench", model=model)
-    return backend, kv_bytes_per_token(model), sum(p.numel() * p.element_size() for p in model.parameters())
+    config = ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype, prefix_reuse=False,
+                         max_batch_size=max_batch, decode=decode)
+    return HFBackend(config, "bench", model=model)
+
+
+def weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def kv_bytes_per_token(model) -> int:
@@ -148,26 +155,44 @@ def run_mode(backend, mode: str, args, width: int, seed: int) -> dict:
 
 
 def throughput(args) -> dict:
-    backend, kv_bytes, weight_bytes = hosted(args, args.problems)
-    rows = {}
-    for mode in MODES:
-        width = concurrency(mode, args, kv_bytes)
-        print(f"{mode}: concurrency {width}", file=sys.stderr)
-        measured = run_mode(backend, mode, args, width, args.seed)
-        peak = peak_context(mode, args.prompt, args.reasoning, args.segment, args.summary)
-        rows[mode] = {
-            "concurrency": width,
-            "peak_context": peak,
-            "planned_kv_bytes": width * peak * kv_bytes,
-            **measured,
-            "reasoning_tok_s": round(measured["reasoning"] / measured["seconds"], 2),
-            "generated_tok_s": round(measured["generated"] / measured["seconds"], 2),
-        }
-    for row in rows.values():
-        row["speedup_vs_unfold"] = round(row["reasoning_tok_s"] / rows["unfold"]["reasoning_tok_s"], 3)
-        row["concurrency_vs_unfold"] = round(row["concurrency"] / rows["unfold"]["concurrency"], 3)
-    return {"kind": "throughput", "workload": workload(args), "kv_bytes_per_token": kv_bytes,
-            "weight_bytes": weight_bytes, "device": device_name(args.device), "modes": rows}
+    """Each decode path × each memory mode on one model; rows written to ``--output`` as they finish."""
+    model = build_model(args.shape, args.model, args.dtype, args.device)
+    kv_bytes = kv_bytes_per_token(model)
+    result = {"kind": "throughput", "workload": workload(args), "kv_bytes_per_token": kv_bytes,
+              "weight_bytes": weight_bytes(model), "device": device_name(args.device), "rows": []}
+    for decode in args.decode:
+        backend = hosted(model, args, args.problems, decode)
+        rows = {}
+        for mode in args.modes:
+            width = concurrency(mode, args, kv_bytes)
+            print(f"{decode} decode, {mode}: concurrency {width}", file=sys.stderr)
+            measured = run_mode(backend, mode, args, width, args.seed)
+            peak = peak_context(mode, args.prompt, args.reasoning, args.segment, args.summary)
+            rows[mode] = {
+                "decode": decode,
+                "mode": mode,
+                "concurrency": width,
+                "peak_context": peak,
+                "planned_kv_bytes": width * peak * kv_bytes,
+                **measured,
+                "reasoning_tok_s": round(measured["reasoning"] / measured["seconds"], 2),
+                "generated_tok_s": round(measured["generated"] / measured["seconds"], 2),
+            }
+            if "unfold" in rows:
+                for row in rows.values():
+                    row["speedup_vs_unfold"] = round(row["reasoning_tok_s"] / rows["unfold"]["reasoning_tok_s"], 3)
+                    row["concurrency_vs_unfold"] = round(row["concurrency"] / rows["unfold"]["concurrency"], 3)
+            save(args, {**result, "rows": result["rows"] + list(rows.values())})
+        result["rows"] += rows.values()
+        del backend
+    return result
+
+
+def save(args, result: dict) -> None:
+    """Write what is measured so far, so a run cut short keeps its finished rows."""
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=2))
 
 
 def workload(args) -> dict:
@@ -205,47 +230,65 @@ def bandwidth(device: str) -> float:
 
 
 def decode_grid(args) -> dict:
-    """ms per decode step of HFBackend for each batch × context, against the bandwidth floor."""
+    """ms per decode step of HFBackend for each decode path × batch × context, against the bandwidth floor."""
     import random
+
+    import torch
 
     from longshort.agents.backend import GenerationRequest
 
-    backend, kv_bytes, weight_bytes = hosted(args, max(args.batches))
-    vocab = backend.model.config.vocab_size
+    model = build_model(args.shape, args.model, args.dtype, args.device)
+    kv_bytes, weights = kv_bytes_per_token(model), weight_bytes(model)
+    backends = {decode: hosted(model, args, max(args.batches), decode) for decode in args.decode}
     speed = bandwidth(args.device)
+    result = {"kind": "decode_grid", "workload": workload(args), "bandwidth_bytes_s": round(speed),
+              "weight_bytes": weights, "kv_bytes_per_token": kv_bytes, "device": device_name(args.device),
+              "cells": []}
     rng = random.Random(args.seed)
-    cells = []
+    vocab = model.config.vocab_size
     for context in args.contexts:
         for batch in args.batches:
             prompts = [[rng.randrange(vocab) for _ in range(context)] for _ in range(batch)]
+            floor_ms = (weights + batch * context * kv_bytes) / speed * 1000
+            cell = {"batch": batch, "context": context, "floor_ms": round(floor_ms, 3)}
+            for decode, backend in backends.items():
+                def timed(new: int) -> float:
+                    requests = [GenerationRequest(p, new, (), temperature=1.0, seed=i, logprobs=False)
+                                for i, p in enumerate(prompts)]
+                    began = time.perf_counter()
+                    backend.generate(requests)
+                    return time.perf_counter() - began
 
-            def timed(new: int) -> float:
-                requests = [GenerationRequest(p, new, (), temperature=1.0, seed=i, logprobs=False)
-                            for i, p in enumerate(prompts)]
-                began = time.perf_counter()
-                backend.generate(requests)
-                return time.perf_counter() - began
-
-            timed(2)  # warm-up
-            step_ms = (timed(1 + args.steps) - timed(1)) / args.steps * 1000
-            floor_ms = (weight_bytes + batch * context * kv_bytes) / speed * 1000
-            cells.append({"batch": batch, "context": context, "ms_per_step": round(step_ms, 3),
-                          "floor_ms": round(floor_ms, 3), "floor_share": round(floor_ms / step_ms, 4)})
-            print(f"batch {batch:4d} context {context:6d}: {step_ms:8.2f} ms/step, floor {floor_ms:7.2f} ms "
-                  f"({floor_ms / step_ms:.0%})", file=sys.stderr)
-    return {"kind": "decode_grid", "workload": workload(args), "bandwidth_bytes_s": round(speed),
-            "weight_bytes": weight_bytes, "kv_bytes_per_token": kv_bytes, "device": device_name(args.device),
-            "cells": cells}
+                try:
+                    timed(1 + args.steps)  # warm-up, and the capture of this shape's step for static decode
+                    step_ms = (timed(1 + args.steps) - timed(1)) / args.steps * 1000
+                except torch.OutOfMemoryError:
+                    cell[decode] = "out of memory"
+                    print(f"{decode:8s} batch {batch:4d} context {context:6d}: out of memory", file=sys.stderr)
+                    continue
+                finally:
+                    if args.device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+                cell[decode] = {"ms_per_step": round(step_ms, 3), "floor_share": round(floor_ms / step_ms, 4)}
+                print(f"{decode:8s} batch {batch:4d} context {context:6d}: {step_ms:8.2f} ms/step, "
+                      f"floor {floor_ms:7.2f} ms ({floor_ms / step_ms:.0%})", file=sys.stderr)
+            timings = [cell[d]["ms_per_step"] for d in ("dynamic", "static") if isinstance(cell.get(d), dict)]
+            if len(timings) == 2:
+                cell["static_speedup"] = round(timings[0] / timings[1], 3)
+            result["cells"].append(cell)
+            save(args, result)
+    return result
 
 
 def table(result: dict) -> str:
-    head = (f"{'mode':14s} {'conc':>6s} {'peak ctx':>8s} {'reason tok/s':>12s} {'all tok/s':>10s} "
+    head = (f"{'decode':8s} {'mode':14s} {'conc':>6s} {'peak ctx':>8s} {'reason tok/s':>12s} {'all tok/s':>10s} "
             f"{'prefill':>10s} {'seconds':>8s} {'speedup':>8s}")
     lines = [head, "-" * len(head)]
-    for mode, r in result["modes"].items():
-        lines.append(f"{mode:14s} {r['concurrency']:6d} {r['peak_context']:8d} {r['reasoning_tok_s']:12.1f} "
-                     f"{r['generated_tok_s']:10.1f} {r['prefill']:10d} {r['seconds']:8.2f} "
-                     f"{r['speedup_vs_unfold']:7.2f}x")
+    for r in result["rows"]:
+        speedup = f"{r['speedup_vs_unfold']:7.2f}x" if "speedup_vs_unfold" in r else ""
+        lines.append(f"{r['decode']:8s} {r['mode']:14s} {r['concurrency']:6d} {r['peak_context']:8d} "
+                     f"{r['reasoning_tok_s']:12.1f} {r['generated_tok_s']:10.1f} {r['prefill']:10d} "
+                     f"{r['seconds']:8.2f} {speedup:>8s}")
     return "\n".join(lines)
 
 
@@ -263,14 +306,19 @@ def parse_args(argv=None):
     parser.add_argument("--segment", type=int, default=24)
     parser.add_argument("--summary", type=int, default=4)
     parser.add_argument("--max-concurrency", type=int, default=None, help="cap on sequences decoded together")
+    parser.add_argument("--modes", type=listed(MODES), default=list(MODES), help="memory modes to run (unfold first)")
+    parser.add_argument("--decode", type=listed(DECODES), default=None,
+                        help="HFBackend decode paths, each timed in turn (default: static on cuda, dynamic on cpu)")
     parser.add_argument("--decode-grid", action="store_true", help="time decode steps for --batches x --contexts")
-    parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
-    parser.add_argument("--contexts", type=lambda s: [int(x) for x in s.split(",")], default=[128, 512])
+    parser.add_argument("--batches", type=integers, default=[1, 8, 32])
+    parser.add_argument("--contexts", type=integers, default=[128, 512])
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per grid cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="write the result as JSON here")
     args = parser.parse_args(argv)
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    args.modes = [mode for mode in MODES if mode in args.modes]  # unfold first: the others' ratios are to it
+    args.decode = args.decode or (["static"] if args.device.startswith("cuda") else ["dynamic"])
     if args.kv_budget_gb is None:
         args.kv_budget_gb = 0.0002 if args.shape == "tiny" and not args.model else 48.0
     if min(args.problems, args.prompt, args.reasoning, args.segment, args.summary) < 1:
@@ -278,14 +326,27 @@ def parse_args(argv=None):
     return args
 
 
+def integers(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def listed(choices):
+    """An argparse type: a comma-separated list of ``choices``, an unknown one named."""
+    def parse(text: str) -> list[str]:
+        items = text.split(",")
+        unknown = [item for item in items if item not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+        return items
+    return parse
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     result = decode_grid(args) if args.decode_grid else throughput(args)
     if not args.decode_grid:
         print(table(result))
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2))
+    save(args, result)
     return result
 
 

@@ -33,6 +33,12 @@ class ModelConfig(Strict):
     # Reuse the KV of prompt prefixes already computed (HF: its prefix cache; vLLM: automatic prefix caching).
     prefix_reuse: bool = True
     prefix_cache_tokens: int = Field(default=65536, ge=1)  # HF only: positions of KV the prefix cache keeps
+    # HF only: most prompt tokens (rows × padded length) one prefill forward computes; a larger batch is prefilled
+    # in groups of rows, a longer prompt alone. Bounds the prefill's activation memory on a GPU.
+    max_prefill_tokens: int = Field(default=32768, ge=1)
+    # HF only: "static" decodes in a preallocated cache of fixed shapes, each step replayed as a CUDA graph on a GPU
+    # (for long decodes of large models); "dynamic" grows transformers' cache, with no capture cost per shape.
+    decode: Literal["dynamic", "static"] = "dynamic"
     # Ray placement of the actor that hosts this model.
     num_cpus: float = 1
     num_gpus: float = 0

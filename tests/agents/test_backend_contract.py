@@ -1,4 +1,5 @@
-"""One contract, every backend: the same tests run on HFBackend and, where vLLM is installed, on VLLMBackend.
+"""One contract, every backend: the same tests run on HFBackend (its growing-cache decode and its fixed-shape
+``decode: static``, each prefilling in groups of rows) and, where vLLM is installed, on VLLMBackend.
 
 The reference is a plain transformers forward pass over the whole sequence, with no cache and no batching.
 """
@@ -13,9 +14,12 @@ import torch
 from longshort.agents.backend import ContextLengthError, GenerationRequest
 
 
-@pytest.fixture(scope="module", params=["hf", pytest.param("vllm", marks=pytest.mark.vllm)])
+@pytest.fixture(scope="module", params=["hf", "hf-static", pytest.param("vllm", marks=pytest.mark.vllm)])
 def backend(request, tiny_config):
-    config = tiny_config.long.model_copy(update={"backend": request.param})
+    engine, _, decode = request.param.partition("-")
+    config = tiny_config.long.model_copy(update={"backend": engine})
+    if engine == "hf":  # a prefill budget of two prompts, so batches are prefilled in groups of rows
+        config = config.model_copy(update={"decode": decode or "dynamic", "max_prefill_tokens": 64})
     if request.param == "vllm":
         pytest.importorskip("vllm")
     from longshort.agents.actor import make_backend
@@ -101,6 +105,16 @@ def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(backend, p
     assert [c.token_ids for c in alone.completions] == [c.token_ids for c in together.completions]
     assert len(alone.completions) == 3
     assert len({tuple(c.token_ids) for c in alone.completions}) > 1, "n samples at a high temperature should differ"
+
+
+def test_rows_that_end_early_change_no_other_row(backend, prompts):
+    """Ten rows ending one step apart: the batch shrinks under the rest (HF static: into smaller shapes)."""
+    requests = [GenerationRequest(prompts[k % 3], 2 + k, temperature=1.5, seed=k) for k in range(10)]
+    together = backend.generate(requests)
+    for request, result in zip(requests, together):
+        completion = result.completions[0]
+        assert len(completion.token_ids) == request.max_new_tokens or completion.stop_reason == "stop"
+        assert completion.token_ids == backend.generate([request])[0].completions[0].token_ids
 
 
 def test_tiny_top_p_is_greedy(backend, prompts):

@@ -18,7 +18,7 @@ def test_peak_context_of_each_memory_policy():
 
 
 def test_every_mode_writes_the_same_reasoning_and_pays_its_re_prefills(tmp_path):
-    from longshort.eval.bench_throughput import main
+    from longshort.eval.bench_throughput import MODES, main
 
     kv = 2 * 2 * 2 * 16 * 4  # the tiny shape: 2 layers, 2 KV heads of 16 dims, float32 keys and values
     budget_tokens = 3 * 22  # 3 sequences of the folded modes' peak (22 tokens), 2 of unfold's (28)
@@ -27,7 +27,8 @@ def test_every_mode_writes_the_same_reasoning_and_pays_its_re_prefills(tmp_path)
                    "--output", str(tmp_path / "tp.json")])
     assert json.loads((tmp_path / "tp.json").read_text()) == result
     assert result["kv_bytes_per_token"] == kv
-    rows = result["modes"]
+    assert [(r["decode"], r["mode"]) for r in result["rows"]] == [("dynamic", m) for m in MODES]
+    rows = {r["mode"]: r for r in result["rows"]}
     assert {m: r["concurrency"] for m, r in rows.items()} == {"unfold": 2, "fold-restart": 3, "fold-append": 3}
     assert {m: r["peak_context"] for m, r in rows.items()} == {"unfold": 28, "fold-restart": 22, "fold-append": 22}
     assert all(r["reasoning"] == 6 * 20 for r in rows.values())
@@ -42,12 +43,26 @@ def test_every_mode_writes_the_same_reasoning_and_pays_its_re_prefills(tmp_path)
                                                        rel=1e-3)
 
 
-def test_the_decode_grid_times_steps_against_the_bandwidth_floor():
+def test_the_decode_grid_times_both_decode_paths_against_the_bandwidth_floor(tmp_path):
     from longshort.eval.bench_throughput import main
 
-    result = main(["--shape", "tiny", "--decode-grid", "--batches", "1,4", "--contexts", "32", "--steps", "4"])
+    result = main(["--shape", "tiny", "--decode-grid", "--batches", "1,4", "--contexts", "32", "--steps", "4",
+                   "--decode", "dynamic,static", "--output", str(tmp_path / "grid.json")])
+    assert json.loads((tmp_path / "grid.json").read_text()) == result
     assert [(c["batch"], c["context"]) for c in result["cells"]] == [(1, 32), (4, 32)]
     assert result["bandwidth_bytes_s"] > 0
     for cell in result["cells"]:
-        assert cell["ms_per_step"] > 0 and 0 < cell["floor_share"] == pytest.approx(
-            cell["floor_ms"] / cell["ms_per_step"], abs=2e-3)
+        for decode in ("dynamic", "static"):
+            timing = cell[decode]
+            assert timing["ms_per_step"] > 0 and 0 < timing["floor_share"] == pytest.approx(
+                cell["floor_ms"] / timing["ms_per_step"], abs=2e-3)
+        assert cell["static_speedup"] == pytest.approx(
+            cell["dynamic"]["ms_per_step"] / cell["static"]["ms_per_step"], rel=2e-3)
+
+
+def test_an_unknown_decode_path_is_named(capsys):
+    from longshort.eval.bench_throughput import main
+
+    with pytest.raises(SystemExit):
+        main(["--decode", "dynamic,graphs"])
+    assert "unknown graphs; choose from dynamic, static" in capsys.readouterr().err
