@@ -151,7 +151,7 @@ class HFBackend:
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(self.config.prefix_cache_tokens)
         if self.static_decoder is not None:
-            self.static_decoder.graphs.clear()
+            self.static_decoder.clear()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         start = time.perf_counter()
@@ -360,14 +360,16 @@ class DynamicDecode:
 
     def place(self, cache, mask, rows, sources) -> None:
         """Put rows ``sources`` of a prefilled group (its cache and 2D mask) at rows ``rows``, right-aligned."""
-        start = self.columns - mask.shape[1]
         for layer, group in enumerate(cache.layers):
             if not self.cache.layers[layer].is_initialized:  # the first group gives the layer's shape
                 shape = (self.rows, group.keys.shape[1], self.columns, group.keys.shape[3])
                 self.cache.update(group.keys.new_zeros(shape), group.values.new_zeros(shape), layer)
-            self.cache.layers[layer].keys[rows, :, start:] = group.keys[sources]
-            self.cache.layers[layer].values[rows, :, start:] = group.values[sources]
-        self.mask[rows, start:] = mask[sources]
+            mine = self.cache.layers[layer]
+            for target, source in ((mine.keys, group.keys), (mine.values, group.values)):
+                # a sliding-window layer keeps only its latest columns: align on the last column, not the first
+                width = min(target.shape[2], source.shape[2])
+                target[rows, :, target.shape[2] - width :] = source[sources][:, :, source.shape[2] - width :]
+        self.mask[rows, self.columns - mask.shape[1] :] = mask[sources]
 
     def advance(self, chosen, keep=None):
         """Feed each live row its chosen token (``keep``: the positions of the rows still live, when some ended);

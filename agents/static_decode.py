@@ -9,9 +9,9 @@ step's attention is its own (``grouped_decode_attention``): with a mask, transfo
 head once per query head, multiplying the bytes a step reads.
 
 Finished rows keep their slot until at most half the slots are live; the live rows then move to a smaller shape, so
-a straggler costs at most twice its own work and a call sees only a handful of shapes. The shapes of the latest
-cache length are kept for the next call (the waves of a benchmark, the segments of a folded run); a call of
-another length frees them.
+a straggler costs at most twice its own work and a call sees only a handful of shapes. All shapes of one cache
+length share one set of buffers (the KV once, at the most rows asked for), and are kept for the next call of that
+length (the waves of a benchmark, the segments of a folded run); a call of another length frees them.
 """
 from __future__ import annotations
 
@@ -33,10 +33,16 @@ def columns_for(tokens: int) -> int:
 
 
 def check_supported(config) -> None:
-    """The fixed decode passes one full-attention mask to every layer: refuse models with sliding-window layers."""
-    if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+    """Refuse what a fixed step would get wrong: one full-attention mask serves every layer (no sliding windows),
+    and rotary frequencies must not change with the length (a dynamic update waits on the host, and moves them)."""
+    if getattr(config, "sliding_window", None) or "sliding_attention" in (getattr(config, "layer_types", None) or ()):
         raise ValueError(f"decode: static does not support the sliding-window attention of "
                          f"{config.model_type} models; use decode: dynamic")
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = rope.get("rope_type", rope.get("type"))
+    if kind in ("dynamic", "longrope"):
+        raise ValueError(f"decode: static does not support {kind} rotary scaling (its frequencies change with the "
+                         f"length); use decode: dynamic")
 
 
 def grouped_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -55,17 +61,8 @@ class FixedCache:
     """Per-layer keys and values of shape [slots, KV heads, length, head dim]. Speaks the one method of
     transformers' cache protocol that a forward pass with explicit positions and a 4D mask calls: ``update``."""
 
-    def __init__(self, model, slots: int, length: int):
-        import torch
-
-        config = model.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        shape = (slots, config.num_key_value_heads, length, head_dim)
-        param = next(model.parameters())
-        self.keys = [torch.zeros(shape, dtype=param.dtype, device=param.device)
-                     for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros_like(k) for k in self.keys]
-        self.column = torch.zeros(1, dtype=torch.long, device=param.device)  # where this step's token goes
+    def __init__(self, keys, values, column):
+        self.keys, self.values, self.column = keys, values, column  # column: where this step's token goes
 
     def update(self, keys, values, layer_idx: int, *args, **kwargs):
         self.keys[layer_idx].index_copy_(2, self.column, keys)
@@ -73,25 +70,80 @@ class FixedCache:
         return self.keys[layer_idx], self.values[layer_idx]
 
 
+class Buffers:
+    """The decode state of one cache length for up to ``capacity`` rows: the KV, the write column, and the step's
+    tokens, positions and mask. Every shape of that length works in the leading slots, so there is one copy."""
+
+    def __init__(self, model, capacity: int, length: int):
+        import torch
+
+        config = model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        param = next(model.parameters())
+        self.device, self.capacity, self.length = param.device, capacity, length
+        shape = (capacity, config.num_key_value_heads, length, head_dim)
+        self.keys = [param.new_zeros(shape) for _ in range(config.num_hidden_layers)]
+        self.values = [param.new_zeros(shape) for _ in range(config.num_hidden_layers)]
+        self.column = torch.zeros(1, dtype=torch.long, device=param.device)
+        self.tokens = torch.zeros((capacity, 1), dtype=torch.long, device=param.device)
+        self.positions = torch.zeros((capacity, 1), dtype=torch.long, device=param.device)
+        self.masked = torch.finfo(param.dtype).min
+        self.mask = torch.full((capacity, 1, 1, length), self.masked, dtype=param.dtype, device=param.device)
+        self.pool = torch.cuda.graph_pool_handle() if param.device.type == "cuda" else None
+        self.prefilled = 0
+
+    def reset(self, rows: int, columns: int) -> None:
+        """Start a call of ``rows`` rows whose prefilled KV takes the first ``columns`` columns. The KV is zeroed:
+        a masked column adds nothing only if its values are finite."""
+        for tensor in self.keys + self.values:
+            tensor.zero_()
+        self.prefilled = columns
+        self.column.fill_(columns)
+        self.mask.fill_(self.masked)
+        self.settle_idle(rows)
+
+    def place(self, cache, mask, rows, sources) -> None:
+        """Put rows ``sources`` of a prefilled group (its transformers cache and 2D mask) into slots ``rows``,
+        right-aligned before the first free column."""
+        import torch
+
+        end = self.prefilled
+        start = end - mask.shape[1]
+        for mine_keys, mine_values, group in zip(self.keys, self.values, cache.layers):
+            mine_keys[rows, :, start:end] = group.keys[sources]
+            mine_values[rows, :, start:end] = group.values[sources]
+        self.mask[rows, 0, 0, start:end] = torch.where(mask[sources].bool(), 0.0, self.masked).to(self.mask.dtype)
+        self.positions[rows, 0] = mask[sources].sum(-1)
+
+    def gather(self, slots) -> None:
+        """Move the rows in ``slots`` to the first slots (each right side is gathered before it is written)."""
+        rows = len(slots)
+        for tensor in self.keys + self.values + [self.mask, self.positions]:
+            tensor[:rows] = tensor[slots]
+        self.settle_idle(rows)
+
+    def settle_idle(self, rows: int) -> None:
+        """Slots from ``rows`` on are idle: they attend to one column, so their output (never read) stays finite."""
+        self.mask[rows:].fill_(self.masked)
+        self.mask[rows:, 0, 0, 0] = 0.0
+        self.positions[rows:] = 0
+
+
 class StepGraph:
-    """One shape: the cache, the step's inputs (tokens, positions, mask) and, on CUDA, the captured step."""
+    """One shape: the leading ``slots`` rows of the buffers and, on CUDA, the step captured over them."""
 
     WARMUP_STEPS = 2  # eager steps before capture, so lazy initialization happens outside the graph
 
-    def __init__(self, model, slots: int, length: int):
-        import torch
+    def __init__(self, model, buffers: Buffers, slots: int):
         from transformers import AttentionInterface
 
         AttentionInterface.register(GROUPED_DECODE, grouped_decode_attention)
-        self.model, self.slots, self.length = model, slots, length
-        param = next(model.parameters())
-        self.cache = FixedCache(model, slots, length)
-        self.tokens = torch.zeros((slots, 1), dtype=torch.long, device=param.device)
-        self.positions = torch.zeros((slots, 1), dtype=torch.long, device=param.device)
-        self.masked = torch.finfo(param.dtype).min
-        self.mask = torch.full((slots, 1, 1, length), self.masked, dtype=param.dtype, device=param.device)
+        self.model, self.buffers, self.slots = model, buffers, slots
+        self.cache = FixedCache([k[:slots] for k in buffers.keys], [v[:slots] for v in buffers.values],
+                                buffers.column)
+        self.tokens, self.positions, self.mask = buffers.tokens[:slots], buffers.positions[:slots], buffers.mask[:slots]
         self.graph = None
-        if param.device.type == "cuda":
+        if buffers.device.type == "cuda":
             self._capture()
 
     def _step(self):
@@ -109,82 +161,63 @@ class StepGraph:
         return out.logits[:, -1, :].float()
 
     def _capture(self) -> None:
+        """Warm up and capture on the model's device. The warm-up steps run for real on buffers that may hold live
+        rows: the column, positions and mask are put back after, and the KV they wrote lies in columns not yet
+        attended, which each later step overwrites before reading."""
         import torch
 
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(self.WARMUP_STEPS):
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self._step()
+        device = self.buffers.device
+        saved = self.cache.column.clone(), self.positions.clone(), self.mask.clone()
+        with torch.cuda.device(device):
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                for _ in range(self.WARMUP_STEPS):
+                    self._step()
+            torch.cuda.current_stream(device).wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, pool=self.buffers.pool, stream=torch.cuda.Stream(device)):
+                self.logits = self._step()
+        for tensor, value in zip((self.cache.column, self.positions, self.mask), saved):
+            tensor.copy_(value)
 
     def run(self):
         """Logits of every slot for the tokens in ``self.tokens``."""
         if self.graph is None:
             return self._step()
-        self.graph.replay()
-        return self.logits
-
-    def reset(self, rows: int, columns: int) -> None:
-        """Start a call of ``rows`` rows whose prefilled KV takes the first ``columns`` columns."""
-        self.prefilled = columns
-        self.cache.column.fill_(columns)
-        self.mask.fill_(self.masked)
-        self._settle_idle(rows)
-
-    def place(self, cache, mask, rows, sources) -> None:
-        """Put rows ``sources`` of a prefilled group (its transformers cache and 2D mask) into slots ``rows``,
-        right-aligned before the first free column."""
         import torch
 
-        end = self.prefilled
-        start = end - mask.shape[1]
-        for mine_keys, mine_values, group in zip(self.cache.keys, self.cache.values, cache.layers):
-            mine_keys[rows, :, start:end] = group.keys[sources]
-            mine_values[rows, :, start:end] = group.values[sources]
-        self.mask[rows, 0, 0, start:end] = torch.where(mask[sources].bool(), 0.0, self.masked).to(self.mask.dtype)
-        self.positions[rows, 0] = mask[sources].sum(-1)
-
-    def take(self, other: "StepGraph", slots) -> None:
-        """Move the rows in ``slots`` of ``other`` (same length) into the first slots of this shape."""
-        rows = len(slots)
-        for mine, theirs in zip(self.cache.keys + self.cache.values, other.cache.keys + other.cache.values):
-            mine[:rows].copy_(theirs[slots])
-        self.cache.column.copy_(other.cache.column)
-        self.mask[:rows].copy_(other.mask[slots])
-        self.mask[rows:].fill_(self.masked)
-        self.positions[:rows].copy_(other.positions[slots])
-        self._settle_idle(rows)
-
-    def _settle_idle(self, rows: int) -> None:
-        """Idle slots attend to one column: their output is never read, but it stays finite."""
-        self.mask[rows:, 0, 0, 0] = 0.0
-        self.positions[rows:] = 0
+        with torch.cuda.device(self.buffers.device):
+            self.graph.replay()
+        return self.logits
 
 
 class StaticDecoder:
-    """The fixed-shape step graphs of one model, kept for the latest cache length."""
+    """The fixed-shape steps of one model: one set of buffers, for the latest cache length, and a step per shape."""
 
     def __init__(self, model):
         check_supported(model.config)
         self.model = model
-        self.graphs: dict[tuple[int, int], StepGraph] = {}
+        self.buffers: Buffers | None = None
+        self.graphs: dict[int, StepGraph] = {}  # slots -> step over the leading slots of the buffers
 
-    def graph(self, slots: int, length: int) -> StepGraph:
-        if any(known != length for _, known in self.graphs):
-            self.graphs.clear()
-        if (slots, length) not in self.graphs:
-            self.graphs[(slots, length)] = StepGraph(self.model, slots, length)
-        return self.graphs[(slots, length)]
+    def clear(self) -> None:
+        self.graphs.clear()
+        self.buffers = None
+
+    def graph(self, slots: int) -> StepGraph:
+        if slots not in self.graphs:
+            self.graphs[slots] = StepGraph(self.model, self.buffers, slots)
+        return self.graphs[slots]
 
     def start(self, rows: int, columns: int, steps: int) -> "StaticDecode":
         """The decode of ``rows`` rows of ``columns`` prefilled columns (placed next) and up to ``steps`` more."""
-        graph = self.graph(slots_for(rows), columns_for(columns + steps))
-        graph.reset(rows, columns)
-        return StaticDecode(self, graph, rows)
+        slots, length = slots_for(rows), columns_for(columns + steps)
+        if self.buffers is None or self.buffers.length != length or self.buffers.capacity < slots:
+            self.clear()  # before allocating, so the old buffers are free
+            self.buffers = Buffers(self.model, slots, length)
+        self.buffers.reset(rows, columns)
+        return StaticDecode(self, self.graph(slots), rows)
 
 
 class StaticDecode:
@@ -197,7 +230,7 @@ class StaticDecode:
         self.slots = torch.arange(rows, device=graph.tokens.device)
 
     def place(self, cache, mask, rows, sources) -> None:
-        self.graph.place(cache, mask, rows, sources)
+        self.decoder.buffers.place(cache, mask, rows, sources)
 
     def advance(self, chosen, keep=None):
         """Feed each live row its chosen token (``keep``: the positions of the rows still live, when some ended);
@@ -208,9 +241,8 @@ class StaticDecode:
             self.slots = self.slots[keep]
             smaller = slots_for(len(self.slots))
             if len(self.slots) <= self.graph.slots // 2 and smaller < self.graph.slots:
-                graph = self.decoder.graph(smaller, self.graph.length)
-                graph.take(self.graph, self.slots)
-                self.graph = graph
+                self.graph = self.decoder.graph(smaller)
+                self.decoder.buffers.gather(self.slots)
                 self.slots = torch.arange(len(self.slots), device=self.slots.device)
         self.graph.tokens.index_copy_(0, self.slots, chosen[:, None])
         return self.graph.run()[self.slots]
