@@ -94,11 +94,15 @@ class PrefixCache:
             return common, [(k[:, :common], v[:, :common]) for k, v in self.entries[key][1]]
         return 0, None
 
+    def wants(self, ids: tuple[int, ...]) -> bool:
+        """Whether ``add`` would keep ``ids``: ask first, so the KV is not gathered for nothing."""
+        return len(ids) <= self.max_tokens and ids not in self.entries
+
     def add(self, ids: tuple[int, ...], layers) -> None:
         """Keep ``layers`` (per layer, keys and values of shape [heads, len(ids), head dim]) for ``ids``."""
         import numpy as np
 
-        if len(ids) > self.max_tokens or ids in self.entries:
+        if not self.wants(ids):
             return
         chain = self._chain(ids)
         for h in chain:  # an entry that is a prefix of the new one adds nothing
@@ -323,6 +327,8 @@ class HFBackend:
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         if self.prefix_cache is not None:
             for k, prompt in enumerate(prompts):
+                if not self.prefix_cache.wants(prompt):
+                    continue
                 where = mask[k].nonzero()[:, 0]
                 self.prefix_cache.add(prompt, [(layer.keys[k][:, where], layer.values[k][:, where])
                                                for layer in cache.layers])

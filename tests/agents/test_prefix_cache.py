@@ -45,3 +45,4 @@ def test_size_is_bounded_and_the_least_recently_used_goes_first():
     huge = tuple(range(6 * B))
     cache.add(huge, kv(huge))  # larger than the whole cache: not kept
     assert huge not in cache.entries
+    assert [cache.wants(ids) for ids in (huge, third, second)] == [False, False, True]  # asked before gathering
