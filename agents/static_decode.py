@@ -160,26 +160,31 @@ class StepGraph:
         self.cache.column.add_(1)
         return out.logits[:, -1, :].float()
 
+    def warm_up(self) -> None:
+        """Run the step for real ``WARMUP_STEPS`` times, putting the column, positions and mask back after each.
+        The buffers may hold live rows: every run writes the KV of the same column, the next one to be written
+        (not yet attended, and overwritten by the next step before it is read), so nothing live changes and no run
+        writes past the last column, however few steps the call has left."""
+        saved = self.cache.column.clone(), self.positions.clone(), self.mask.clone()
+        for _ in range(self.WARMUP_STEPS):
+            self._step()
+            for tensor, value in zip((self.cache.column, self.positions, self.mask), saved):
+                tensor.copy_(value)
+
     def _capture(self) -> None:
-        """Warm up and capture on the model's device. The warm-up steps run for real on buffers that may hold live
-        rows: the column, positions and mask are put back after, and the KV they wrote lies in columns not yet
-        attended, which each later step overwrites before reading."""
+        """Warm up, then capture on the model's device (a capture records the step's kernels; it runs none)."""
         import torch
 
         device = self.buffers.device
-        saved = self.cache.column.clone(), self.positions.clone(), self.mask.clone()
         with torch.cuda.device(device):
             stream = torch.cuda.Stream(device)
             stream.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(stream):
-                for _ in range(self.WARMUP_STEPS):
-                    self._step()
+                self.warm_up()
             torch.cuda.current_stream(device).wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, pool=self.buffers.pool, stream=torch.cuda.Stream(device)):
                 self.logits = self._step()
-        for tensor, value in zip((self.cache.column, self.positions, self.mask), saved):
-            tensor.copy_(value)
 
     def run(self):
         """Logits of every slot for the tokens in ``self.tokens``."""

@@ -99,3 +99,21 @@ def test_cuda_graphs_decode_what_the_growing_cache_decodes_and_are_captured_once
     for a, b, c in zip(first, again, expected):
         assert a.completions[0].token_ids == b.completions[0].token_ids == c.completions[0].token_ids
         assert a.completions[0].logprobs == pytest.approx(c.completions[0].logprobs, abs=1e-3)
+
+
+def test_warming_up_a_shape_at_the_last_column_writes_inside_the_buffers_and_changes_no_live_state():
+    """A shape is captured when a call first needs it, possibly with one step left before the cache is full: the
+    warm-up steps before capture must not move past that column or leave the step's state moved."""
+    from longshort.agents.static_decode import Buffers, StepGraph
+
+    model = random_model()
+    with torch.inference_mode():
+        buffers = Buffers(model, 4, 256)
+        buffers.reset(4, 255)
+        graph = StepGraph(model, buffers, 4)  # on a GPU, the capture warms up here
+        keys = [k[:, :, :255].clone() for k in buffers.keys]
+        before = buffers.column.clone(), buffers.positions.clone(), buffers.mask.clone()
+        graph.warm_up()
+    after = buffers.column, buffers.positions, buffers.mask
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.equal(k[:, :, :255], kept) for k, kept in zip(buffers.keys, keys))
