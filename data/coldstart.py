@@ -54,13 +54,11 @@ def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], toke
         last = i == len(pieces) - 1
         following = None if last else pieces[i + 1][0]
         if last:
-            add(agent, "answer", ids + [p.answer_open_id, *answer, p.answer_close_id])
-        elif agent == "short":
-            add(agent, "think", ids + [p.ids["handback"] if following == "long" else p.close_id("short")])
+            add(agent, "answer", ids + p.answer_block(answer))
         else:
-            add(agent, "think", ids + [p.close_id("long")])
-            if following == "long" and i != until:
-                add("short", "think", [p.ids["handback"]])  # the short agent hands straight back
+            add(agent, "think", ids + [p.think_end_id(agent, following)])
+            if agent == following == "long" and i != until:
+                add("short", "think", [p.think_end_id("short", "long")])  # the short agent hands straight back
         if i == until:
             return Transcript(problem, prompt_ids(tokenizer, problem.question), turns=turns)
         if summaries and i in summaries and not last:

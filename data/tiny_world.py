@@ -122,11 +122,10 @@ def chunk_transcript(problem: Problem, synthetic: SyntheticProblem, chunks: list
         body = list(encode(chunk.text))
         if k == len(chunks) - 1:
             kind = "answer"
-            body += [protocol.answer_open_id, *encode(problem.answer), protocol.answer_close_id]
+            body += protocol.answer_block(encode(problem.answer))
         else:
             kind = "think"
-            hands_back = chunk.agent == "short" and chunks[k + 1].agent == "long"
-            body.append(protocol.ids["handback"] if hands_back else protocol.close_id(chunk.agent))
+            body.append(protocol.think_end_id(chunk.agent, chunks[k + 1].agent))
         turns.append(Turn(chunk.agent, kind, [protocol.open_id(chunk.agent)], body, None, "stop", chunk.text, segment))
         in_segment += 1
         if fold_rng and kind == "think" and in_segment >= fold_after:

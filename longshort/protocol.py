@@ -51,6 +51,15 @@ class Protocol:
     def answer_close_id(self) -> int:
         return self.ids["answer_close"]
 
+    def think_end_id(self, agent: str, following: str | None) -> int:
+        """The tag that ends a written think turn of ``agent`` before a turn of ``following``: the short agent hands
+        back to the long one; any other turn closes with its agent's tag."""
+        return self.ids["handback"] if agent == "short" and following == "long" else self.close_id(agent)
+
+    def answer_block(self, answer: list[int]) -> list[int]:
+        """The ids of a final answer in its tags."""
+        return [self.answer_open_id, *answer, self.answer_close_id]
+
     def think_stops(self, agent: str) -> tuple[int, ...]:
         """The ids that end a think turn of ``agent``: its close tag, the end of an answer, and for the short agent
         the hand-back tag."""
