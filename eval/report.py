@@ -13,8 +13,6 @@ import json
 import math
 from pathlib import Path
 
-from longshort.demo import transcript_file
-
 COLUMNS = [  # key, header, format
     ("pass@1", "pass@1", "{:.1%}"),
     ("long_tokens", "long tok", "{:.1f}"),
@@ -119,25 +117,21 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _viewer_items(out: Path, summary: dict, per_mode: int) -> list[dict]:
+def _viewer_items(out: Path, transcripts: dict, per_mode: int) -> list[dict]:
     """The transcripts shown in the viewer: the first ``per_mode`` of each benchmark × mode, as plain data."""
     from longshort.eval.metrics import correct
-    from longshort.transcript import Transcript
 
     items = []
-    for benchmark, modes in summary["results"].items():
-        for mode in modes:
-            path = transcript_file(out, benchmark, mode)
-            with open(path) as f:
-                for line, _ in zip(f, range(per_mode)):
-                    t = Transcript.from_dict(json.loads(line))
-                    items.append({
-                        "title": f"{benchmark} · {mode} · {t.problem.id} #{t.sample}",
-                        "question": t.problem.question, "gold": t.problem.answer, "answer": t.answer,
-                        "correct": correct(t), "stop": t.stop_reason,
-                        "turns": [{"agent": u.agent, "kind": u.kind, "text": u.text, "tokens": len(u.token_ids),
-                                   "score": None} for u in t.turns],
-                    })
+    for benchmark, modes in transcripts.items():
+        for mode, found in modes.items():
+            for t in found[:per_mode]:
+                items.append({
+                    "title": f"{benchmark} · {mode} · {t.problem.id} #{t.sample}",
+                    "question": t.problem.question, "gold": t.problem.answer, "answer": t.answer,
+                    "correct": correct(t), "stop": t.stop_reason,
+                    "turns": [{"agent": u.agent, "kind": u.kind, "text": u.text, "tokens": len(u.token_ids),
+                               "score": None} for u in t.turns],
+                })
     scored = out / "scored.jsonl"  # `longshort score --output <run>/scored.jsonl` puts importance in the viewer
     if scored.exists():
         for line in open(scored):
@@ -153,32 +147,27 @@ def _viewer_items(out: Path, summary: dict, per_mode: int) -> list[dict]:
     return items
 
 
-def _context_curves(out: Path, summary: dict) -> dict:
+def _context_curves(summary: dict, transcripts: dict) -> dict:
     """Per mode: the context per turn of the transcript with the most folds (then turns), over all benchmarks."""
     from longshort.eval.metrics import context_per_turn
-    from longshort.transcript import Transcript
 
     curves = {}
     for mode, spec in summary["modes"].items():
-        longest = None
-        for benchmark in summary["results"]:
-            path = transcript_file(out, benchmark, mode)
-            for line in open(path):
-                t = Transcript.from_dict(json.loads(line))
-                if longest is None or (t.folds, len(t.turns)) > (longest.folds, len(longest.turns)):
-                    longest = t
+        found = [t for modes in transcripts.values() for t in modes.get(mode, ())]
+        longest = max(found, key=lambda t: (t.folds, len(t.turns)), default=None)
         if longest is not None and longest.turns:
             curves[mode] = (context_per_turn(longest, spec["memory"]), spec["memory"])
     return curves
 
 
-def write_reports(out: Path, summary: dict, config) -> None:
+def write_reports(out: Path, summary: dict, transcripts: dict, config) -> None:
+    """report.md, plots/ and report.html from the summary and the transcripts (benchmark -> mode -> list)."""
     out = Path(out)
     table = markdown_table(summary)
     (out / "report.md").write_text(f"# Benchmark run\n\n{table}\n\npass@1 ± its standard error over problems. "
                                    f"Versions: {json.dumps(summary['versions'])}\n")
-    images = plots(out, summary, _context_curves(out, summary))
-    items = _viewer_items(out, summary, config.eval.viewer_transcripts)
+    images = plots(out, summary, _context_curves(summary, transcripts))
+    items = _viewer_items(out, transcripts, config.eval.viewer_transcripts)
     (out / "report.html").write_text(html_page(summary, images, items))
 
 

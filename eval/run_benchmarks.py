@@ -109,28 +109,37 @@ def run(args) -> dict:
             spent["wall_s"] += time.perf_counter() - began if new else 0.0
             spent["tokens"] += sum(t.tokens() for t in new)
             timing_path.write_text(json.dumps(timing, indent=2))
-    summary = summarize(out, config, args, benchmarks, table, problems, timing)
+    transcripts = load_transcripts(out, table, problems, args.n)
+    summary = summarize(out, config, args, table, transcripts, timing)
     from longshort.eval.report import write_reports
 
-    write_reports(out, summary, config)
+    write_reports(out, summary, transcripts, config)
     return summary
 
 
-def summarize(out: Path, config, args, benchmarks, table, problems, timing) -> dict:
-    """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
+def load_transcripts(out: Path, table, problems, samples: int) -> dict:
+    """benchmark -> mode -> the run's transcripts of this command's problems and samples, read once for the
+    summary and the reports (a resumed folder may hold others)."""
     from longshort.demo import transcript_file
-    from longshort.eval.metrics import mode_metrics
     from longshort.transcript import Transcript
 
-    results = {}
-    for benchmark in benchmarks:
-        wanted = {(p.id, s) for p in problems[benchmark] for s in range(args.n)}
+    loaded = {}
+    for benchmark, listed in problems.items():
+        wanted = {(p.id, s) for p in listed for s in range(samples)}
         for mode in table:
-            path = transcript_file(out, benchmark, mode)
-            transcripts = [Transcript.from_dict(json.loads(line)) for line in open(path)]
-            transcripts = [t for t in transcripts if (t.problem.id, t.sample) in wanted]
-            results.setdefault(benchmark, {})[mode] = mode_metrics(
-                transcripts, config.eval.pass_k, timing.get(f"{benchmark}/{mode}", {}))
+            with open(transcript_file(out, benchmark, mode)) as f:
+                every = [Transcript.from_dict(json.loads(line)) for line in f]
+            loaded.setdefault(benchmark, {})[mode] = [t for t in every if (t.problem.id, t.sample) in wanted]
+    return loaded
+
+
+def summarize(out: Path, config, args, table, transcripts: dict, timing) -> dict:
+    """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
+    from longshort.eval.metrics import mode_metrics
+
+    results = {benchmark: {mode: mode_metrics(found, config.eval.pass_k, timing.get(f"{benchmark}/{mode}", {}))
+                           for mode, found in modes.items()}
+               for benchmark, modes in transcripts.items()}
     summary = {
         "config": config.model_dump(),
         "versions": versions(),
