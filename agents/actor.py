@@ -31,8 +31,8 @@ def make_backend(config: ModelConfig, name: str):
 class AgentActor:
     """Hosts one Backend. The same class runs in-process and, wrapped by ``ray.remote``, as an actor."""
 
-    def __init__(self, config: ModelConfig, name: str):
-        self.backend = make_backend(config, name)
+    def __init__(self, config: ModelConfig, name: str, backend=None):
+        self.backend = backend or make_backend(config, name)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         return self.backend.generate(requests)
@@ -65,11 +65,12 @@ class Agent:
 
 
 class LocalAgent(Agent):
-    """In-process hosting, for tests and debugging: the call runs inside ``submit``."""
+    """In-process hosting, for tests and debugging: the call runs inside ``submit``. ``backend``: one already
+    built (over a model held in memory) instead of one loaded from ``config``."""
 
-    def __init__(self, config: ModelConfig, name: str):
+    def __init__(self, config: ModelConfig, name: str, backend=None):
         self.name = name
-        self.actor = AgentActor(config, name)
+        self.actor = AgentActor(config, name, backend)
 
     def submit(self, requests):
         future: Future = Future()

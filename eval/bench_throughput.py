@@ -22,6 +22,14 @@ random (throughput does not depend on them); ``--model PATH`` measures a checkpo
 so every re-prefill after a fold is paid in full. ``--decode`` picks HFBackend's decode paths (``dynamic``: the
 growing transformers cache; ``static``: fixed shapes replayed as CUDA graphs), each run in turn on the same model.
 
+``--orchestrator`` instead measures the orchestrator's own share of wall time: the whole solve (router, memory
+rendering, turn bookkeeping) of ``problems`` transcripts under each memory mode, with both agents hosted in this
+process over the random model and ``--config``'s tokenizer and protocol tags (the tiny world's by default). The
+alternate router gives each agent half the ``reasoning`` in turns of ``chunk`` tokens; folded modes summarize
+every ``segment`` think tokens in ``summary`` tokens. The model is kept from writing tags and ids the tokenizer
+lacks, so every turn runs to its full length, as in a forced-length workload. The share is what is left of the
+solve's wall time after the rounds' backend calls.
+
 ``--decode-grid`` instead times HFBackend's decode step for batch × context pairs and compares it with the
 bandwidth floor: (weight bytes + batch × context × KV bytes per token) / the device's measured copy bandwidth;
 with both decode paths, each cell also gives the static path's speedup. Results are written to ``--output`` as
@@ -34,6 +42,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 MODES = ("unfold", "fold-restart", "fold-append")
@@ -64,13 +73,13 @@ def build_model(shape: str | None, path: str | None, dtype: str, device: str):
     return model
 
 
-def hosted(model, args, max_batch: int, decode: str):
-    """HFBackend over ``model`` with prefix reuse off and the given decode path."""
+def hosted(model, args, max_batch: int, decode: str, prefix_reuse: bool = False):
+    """HFBackend over ``model`` with the given decode path; prefix reuse off unless asked for."""
     from longshort.agents.hf_backend import HFBackend
     from longshort.config import ModelConfig
 
-    config = ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype, prefix_reuse=False,
-                         max_batch_size=max_batch, decode=decode)
+    config = ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
+                         prefix_reuse=prefix_reuse, max_batch_size=max_batch, decode=decode)
     return HFBackend(config, "bench", model=model)
 
 
@@ -188,6 +197,72 @@ def throughput(args) -> dict:
     return result
 
 
+def orchestrator_share(args) -> dict:
+    """The orchestrator's share of wall time for each decode path × memory mode; rows written as they finish."""
+    import torch
+
+    from longshort.agents.actor import LocalAgent
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.config import MemoryConfig, SamplingConfig, SolveConfig, load_config
+    from longshort.orchestrator import Orchestrator
+    from longshort.problem import Problem
+    from longshort.protocol import Protocol
+
+    config = load_config(args.config)
+    tokenizer = load_tokenizer(config.long.path, config.long.trust_remote_code, "long")
+    protocol = Protocol.from_tokenizer(config.protocol, tokenizer, config.long.path)
+    model = build_model(args.shape, args.model, args.dtype, args.device)
+    vocab = model.config.vocab_size
+    if vocab < len(tokenizer):
+        raise ValueError(f"the model's vocabulary ({vocab}) is smaller than the tokenizer of {config.long.path} "
+                         f"({len(tokenizer)})")
+    unwritable = torch.tensor(sorted(set(protocol.ids.values()) | set(range(len(tokenizer), vocab))),
+                              device=args.device)
+    model.get_output_embeddings().register_forward_hook(
+        lambda module, inputs, logits: logits.index_fill_(-1, unwritable, float("-inf")))
+    problems = [Problem(f"p{i}", f"Problem {i}: think it through.", "0", "bench", "synthetic")
+                for i in range(args.problems)]
+    sampling = SamplingConfig(temperature=1.0, top_p=1.0, seed=args.seed)
+    result = {"kind": "orchestrator", "workload": workload(args) | {"chunk": args.chunk},
+              "device": device_name(args.device), "rows": []}
+    for decode in args.decode:
+        # prefix reuse on, as in every solve: a turn's context extends the one before
+        agents = {name: LocalAgent(None, name, hosted(model, args, args.problems, decode, prefix_reuse=True))
+                  for name in ("long", "short")}
+        for k, mode in enumerate(args.modes):
+            memory = MemoryConfig(policy=mode, segment_budget=args.segment, summary_cap=args.summary,
+                                  max_rounds=args.reasoning, summarizer="long")
+            # the summarizer's budget also pays for its summaries, one per full segment
+            summaries = 0 if mode == "unfold" else args.reasoning // args.segment
+            solve = SolveConfig(router="alternate", memory=memory, chunk_tokens=args.chunk, max_turns=4 * args.reasoning,
+                                max_long_tokens=-(-args.reasoning // 2) + summaries * args.summary,
+                                max_short_tokens=args.reasoning // 2,
+                                timeout_s=math.inf, concurrency=args.max_concurrency or args.problems)
+            if k == 0:  # one problem untimed first, so the first mode does not pay the process's warm-up
+                Orchestrator(agents, tokenizer, protocol, solve, sampling).solve(problems[:1])
+            orch = Orchestrator(agents, tokenizer, protocol, solve, sampling)
+            transcripts = orch.solve(problems)
+            stats = orch.stats
+            own = stats["wall_s"] - stats["backend_s"]
+            generated = sum(t.tokens() for t in transcripts)
+            row = {
+                "decode": decode, "mode": mode, "transcripts": len(transcripts),
+                "think_tokens": sum(t.tokens(kind="think") for t in transcripts), "generated": generated,
+                "stop_reasons": dict(Counter(t.stop_reason for t in transcripts)),
+                "folds": sum(t.folds for t in transcripts), "rounds": stats["rounds"], "requests": stats["requests"],
+                "wall_s": round(stats["wall_s"], 6), "backend_s": round(stats["backend_s"], 6),
+                "orchestrator_share": round(own / stats["wall_s"], 4),
+                "orchestrator_ms_per_round": round(own / stats["rounds"] * 1000, 3),
+                "orchestrator_ms_per_request": round(own / stats["requests"] * 1000, 4),
+                "generated_tok_s": round(generated / stats["wall_s"], 2),
+            }
+            result["rows"].append(row)
+            print(f"{decode} decode, {mode}: orchestrator {row['orchestrator_share']:.1%} of {row['wall_s']:.2f} s "
+                  f"({row['orchestrator_ms_per_round']:.2f} ms per round)", file=sys.stderr)
+            save(args, result)
+    return result
+
+
 def save(args, result: dict) -> None:
     """Write what is measured so far, so a run cut short keeps its finished rows."""
     if args.output:
@@ -281,6 +356,8 @@ def decode_grid(args) -> dict:
 
 
 def table(result: dict) -> str:
+    if result["kind"] == "orchestrator":
+        return orchestrator_table(result)
     head = (f"{'decode':8s} {'mode':14s} {'conc':>6s} {'peak ctx':>8s} {'reason tok/s':>12s} {'all tok/s':>10s} "
             f"{'prefill':>10s} {'seconds':>8s} {'speedup':>8s}")
     lines = [head, "-" * len(head)]
@@ -289,6 +366,17 @@ def table(result: dict) -> str:
         lines.append(f"{r['decode']:8s} {r['mode']:14s} {r['concurrency']:6d} {r['peak_context']:8d} "
                      f"{r['reasoning_tok_s']:12.1f} {r['generated_tok_s']:10.1f} {r['prefill']:10d} "
                      f"{r['seconds']:8.2f} {speedup:>8s}")
+    return "\n".join(lines)
+
+
+def orchestrator_table(result: dict) -> str:
+    head = (f"{'decode':8s} {'mode':14s} {'rounds':>7s} {'requests':>9s} {'wall s':>8s} {'backend s':>9s} "
+            f"{'orch share':>10s} {'orch ms/round':>13s} {'tok/s':>9s}")
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        lines.append(f"{r['decode']:8s} {r['mode']:14s} {r['rounds']:7d} {r['requests']:9d} {r['wall_s']:8.2f} "
+                     f"{r['backend_s']:9.2f} {r['orchestrator_share']:10.1%} {r['orchestrator_ms_per_round']:13.2f} "
+                     f"{r['generated_tok_s']:9.1f}")
     return "\n".join(lines)
 
 
@@ -309,7 +397,13 @@ def parse_args(argv=None):
     parser.add_argument("--modes", type=listed(MODES), default=list(MODES), help="memory modes to run (unfold first)")
     parser.add_argument("--decode", type=listed(DECODES), default=None,
                         help="HFBackend decode paths, each timed in turn (default: static on cuda, dynamic on cpu)")
-    parser.add_argument("--decode-grid", action="store_true", help="time decode steps for --batches x --contexts")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--decode-grid", action="store_true", help="time decode steps for --batches x --contexts")
+    kind.add_argument("--orchestrator", action="store_true",
+                      help="the orchestrator's share of wall time, solving with both agents over the model")
+    parser.add_argument("--config", default="configs/tiny.yaml",
+                        help="with --orchestrator: whose tokenizer (long.path) and protocol tags to use")
+    parser.add_argument("--chunk", type=int, default=12, help="with --orchestrator: tokens per turn")
     parser.add_argument("--batches", type=integers, default=[1, 8, 32])
     parser.add_argument("--contexts", type=integers, default=[128, 512])
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per grid cell")
@@ -321,8 +415,8 @@ def parse_args(argv=None):
     args.decode = args.decode or (["static"] if args.device.startswith("cuda") else ["dynamic"])
     if args.kv_budget_gb is None:
         args.kv_budget_gb = 0.0002 if args.shape == "tiny" and not args.model else 48.0
-    if min(args.problems, args.prompt, args.reasoning, args.segment, args.summary) < 1:
-        parser.error("--problems, --prompt, --reasoning, --segment and --summary must be >= 1")
+    if min(args.problems, args.prompt, args.reasoning, args.segment, args.summary, args.chunk) < 1:
+        parser.error("--problems, --prompt, --reasoning, --segment, --summary and --chunk must be >= 1")
     return args
 
 
@@ -343,7 +437,8 @@ def listed(choices):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    result = decode_grid(args) if args.decode_grid else throughput(args)
+    run = decode_grid if args.decode_grid else orchestrator_share if args.orchestrator else throughput
+    result = run(args)
     if not args.decode_grid:
         print(table(result))
     save(args, result)

@@ -35,6 +35,23 @@ class _Step:
     request: GenerationRequest
 
 
+class _TimedAgent:
+    """An agent handle whose ``generate`` calls add their time to ``stats["backend_s"]``."""
+
+    def __init__(self, agent, stats: dict):
+        self.agent, self.stats = agent, stats
+
+    def generate(self, requests):
+        began = time.perf_counter()
+        try:
+            return self.agent.generate(requests)
+        finally:
+            self.stats["backend_s"] += time.perf_counter() - began
+
+    def info(self) -> dict:
+        return self.agent.info()
+
+
 class Orchestrator:
     def __init__(self, agents: dict, tokenizer, protocol: Protocol, solve: SolveConfig, sampling: SamplingConfig,
                  scoring: ScoringConfig = ScoringConfig()):
@@ -44,11 +61,13 @@ class Orchestrator:
         self.solve_config = solve
         self.sampling = sampling
         self.max_context = {name: agent.info()["max_context"] for name, agent in agents.items()}
-        self.router = make_router(solve.router, protocol, agents=agents, tokenizer=tokenizer, solve=solve,
-                                  sampling=sampling, scoring=scoring, max_context=self.max_context)
-        self.tag_ids = set(protocol.ids.values())
         self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
                       "prefill_tokens": 0, "naive_prefill_tokens": 0}
+        # a router's own model calls (the mc router's lookahead) are model time too, not the orchestrator's
+        timed = {name: _TimedAgent(agent, self.stats) for name, agent in agents.items()}
+        self.router = make_router(solve.router, protocol, agents=timed, tokenizer=tokenizer, solve=solve,
+                                  sampling=sampling, scoring=scoring, max_context=self.max_context)
+        self.tag_ids = set(protocol.ids.values())
         # id(transcript) -> its turns and tokens per agent when this solve took it up, and when that was
         self._before: dict[int, tuple[int, dict[str, int], float]] = {}
 
@@ -66,7 +85,8 @@ class Orchestrator:
             thinking = [t for t in live if not t.done and not self._summary_due(t)]
             writers = dict(zip(map(id, thinking), self.router.choose(thinking)))
             steps = [step for t in live if not t.done and (step := self._plan(t, writers.get(id(t))))]
-            self._run(steps)
+            if steps:  # a round where every transcript stopped calls no agent
+                self._run(steps)
             for transcript in [t for t in live if t.done]:
                 self.finish(transcript)
                 live.remove(transcript)
@@ -154,7 +174,8 @@ class Orchestrator:
         """Send each agent its requests as one batch, both agents at once, and apply the results.
 
         ``backend_s`` adds the time from the first submit to the last result: the round's model time, whether the
-        agents run in this process or in Ray actors; the rest of ``wall_s`` is the orchestrator's own.
+        agents run in this process or in Ray actors (a router's model calls add theirs); the rest of ``wall_s`` is
+        the orchestrator's own.
         """
         by_agent: dict[str, list[_Step]] = {}
         for step in steps:

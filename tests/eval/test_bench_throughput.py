@@ -66,3 +66,24 @@ def test_an_unknown_decode_path_is_named(capsys):
     with pytest.raises(SystemExit):
         main(["--decode", "dynamic,graphs"])
     assert "unknown graphs; choose from dynamic, static" in capsys.readouterr().err
+
+
+def test_the_orchestrator_share_comes_from_full_length_turns_under_every_memory_mode(tiny_config, tmp_path):
+    """Both agents over one random model: no turn stops early (the model cannot write a tag), so every mode writes
+    the same reasoning, and the folded modes one 4-token summary per 24 think tokens."""
+    from longshort.eval.bench_throughput import MODES, main
+
+    result = main(["--orchestrator", "--config", str(tiny_config.source), "--problems", "3", "--reasoning", "48",
+                   "--chunk", "12", "--segment", "24", "--summary", "4", "--decode", "dynamic,static",
+                   "--output", str(tmp_path / "orch.json")])
+    assert json.loads((tmp_path / "orch.json").read_text()) == result
+    assert [(r["decode"], r["mode"]) for r in result["rows"]] == [(d, m) for d in ("dynamic", "static") for m in MODES]
+    for r in result["rows"]:
+        folds = 0 if r["mode"] == "unfold" else 3 * 2  # after think tokens 24 and 48
+        assert r["stop_reasons"] == {"budget": 3} and r["think_tokens"] == 3 * 48
+        assert r["folds"] == folds and r["generated"] == 3 * 48 + folds * 4
+        assert r["rounds"] == 4 + folds // 3 and r["requests"] == 3 * r["rounds"]  # turns of 12, all in step
+        assert 0 < r["backend_s"] < r["wall_s"] and r["orchestrator_share"] == pytest.approx(
+            1 - r["backend_s"] / r["wall_s"], abs=1e-3)
+        assert r["orchestrator_ms_per_round"] == pytest.approx(
+            (r["wall_s"] - r["backend_s"]) / r["rounds"] * 1000, rel=1e-2)

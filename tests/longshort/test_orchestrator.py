@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -76,6 +77,40 @@ def test_mc_router_decides_the_first_turns_by_rollouts_then_falls_back(tiny_conf
     assert all(0 < n <= cap for n in orch.router.decided.values())
     assert all(t.stop_reason in STOPS for t in transcripts)
     assert orch.router.rollouts.stats["rollouts"] > 0
+
+
+class Slowed:
+    """An agent handle whose every model call takes ``delay`` seconds more, counting the calls."""
+
+    def __init__(self, agent, delay: float):
+        self.agent, self.delay, self.calls = agent, delay, 0
+
+    def submit(self, requests):
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.agent.submit(requests)
+
+    def result(self, pending):
+        return self.agent.result(pending)
+
+    def generate(self, requests):
+        return self.result(self.submit(requests))
+
+    def info(self):
+        return self.agent.info()
+
+
+def test_the_mc_routers_lookahead_counts_as_model_time_not_the_orchestrators(tiny_config, hosted):
+    from longshort.orchestrator import Orchestrator
+
+    agents, tokenizer, protocol = hosted
+    slowed = {name: Slowed(agent, 0.05) for name, agent in agents.items()}
+    orch = Orchestrator(slowed, tokenizer, protocol, modes(tiny_config)["mc/unfold"], tiny_config.sampling,
+                        tiny_config.scoring)
+    orch.solve(heldout(tiny_config, 4))
+    calls = sum(agent.calls for agent in slowed.values())
+    assert calls > orch.stats["rounds"]  # the router called the models between rounds
+    assert orch.stats["backend_s"] >= 0.05 * calls
 
 
 def test_token_accounting_equals_the_ids(solved):
