@@ -34,7 +34,11 @@ class GenerationRequest:
     logprobs: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "prompt_ids", tuple(int(t) for t in self.prompt_ids))
+        # A tuple is taken as ids already: the orchestrator renders one per turn, and converting each id of a long
+        # context anew would cost more than all the rest of the turn's bookkeeping. Any other sequence (a list, a
+        # numpy array) is converted.
+        if type(self.prompt_ids) is not tuple:
+            object.__setattr__(self, "prompt_ids", tuple(int(t) for t in self.prompt_ids))
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
         if not self.prompt_ids:
             raise ValueError("GenerationRequest.prompt_ids is empty")

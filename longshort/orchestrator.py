@@ -161,7 +161,7 @@ class Orchestrator:
         if max_new < 1:
             transcript.stop_reason = "budget"
             return None
-        request = GenerationRequest(context, max_new, stops, self.sampling.temperature, self.sampling.top_p,
+        request = GenerationRequest(tuple(context), max_new, stops, self.sampling.temperature, self.sampling.top_p,
                                     self._seed(transcript))
         return _Step(transcript, agent, kind, forced, len(context), request)
 
