@@ -55,7 +55,7 @@ SHAPES = {
     "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                          num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=512, max_position_embeddings=4096),
+                 num_key_value_heads=2, vocab_size=512, max_position_embeddings=32768),
 }
 
 
@@ -239,15 +239,21 @@ def orchestrator_share(args) -> dict:
                                 max_short_tokens=args.reasoning // 2,
                                 timeout_s=math.inf, concurrency=args.max_concurrency or args.problems)
             if k == 0:  # one problem untimed first, so the first mode does not pay the process's warm-up
-                Orchestrator(agents, tokenizer, protocol, solve, sampling).solve(problems[:1])
+                warm_up = Problem("warm-up", "A problem to warm up on.", "0", "bench", "synthetic")
+                Orchestrator(agents, tokenizer, protocol, solve, sampling).solve([warm_up])
             orch = Orchestrator(agents, tokenizer, protocol, solve, sampling)
             transcripts = orch.solve(problems)
+            written = sum(t.tokens(kind="think") for t in transcripts)
+            if written != args.problems * args.reasoning:
+                raise RuntimeError(f"{mode}: the transcripts wrote {written} think tokens, not {args.problems} × "
+                                   f"{args.reasoning}: a context reached the model's limit "
+                                   f"({agents['long'].info()['max_context']} tokens)")
             stats = orch.stats
             own = stats["wall_s"] - stats["backend_s"]
             generated = sum(t.tokens() for t in transcripts)
             row = {
                 "decode": decode, "mode": mode, "transcripts": len(transcripts),
-                "think_tokens": sum(t.tokens(kind="think") for t in transcripts), "generated": generated,
+                "think_tokens": written, "generated": generated,
                 "stop_reasons": dict(Counter(t.stop_reason for t in transcripts)),
                 "folds": sum(t.folds for t in transcripts), "rounds": stats["rounds"], "requests": stats["requests"],
                 "wall_s": round(stats["wall_s"], 6), "backend_s": round(stats["backend_s"], 6),
@@ -371,12 +377,12 @@ def table(result: dict) -> str:
 
 def orchestrator_table(result: dict) -> str:
     head = (f"{'decode':8s} {'mode':14s} {'rounds':>7s} {'requests':>9s} {'wall s':>8s} {'backend s':>9s} "
-            f"{'orch share':>10s} {'orch ms/round':>13s} {'tok/s':>9s}")
+            f"{'orch share':>10s} {'orch ms/round':>13s} {'ms/request':>10s} {'tok/s':>9s}")
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         lines.append(f"{r['decode']:8s} {r['mode']:14s} {r['rounds']:7d} {r['requests']:9d} {r['wall_s']:8.2f} "
                      f"{r['backend_s']:9.2f} {r['orchestrator_share']:10.1%} {r['orchestrator_ms_per_round']:13.2f} "
-                     f"{r['generated_tok_s']:9.1f}")
+                     f"{r['orchestrator_ms_per_request']:10.3f} {r['generated_tok_s']:9.1f}")
     return "\n".join(lines)
 
 
@@ -417,6 +423,9 @@ def parse_args(argv=None):
         args.kv_budget_gb = 0.0002 if args.shape == "tiny" and not args.model else 48.0
     if min(args.problems, args.prompt, args.reasoning, args.segment, args.summary, args.chunk) < 1:
         parser.error("--problems, --prompt, --reasoning, --segment, --summary and --chunk must be >= 1")
+    if args.orchestrator and args.segment % (2 * args.chunk):
+        parser.error(f"with --orchestrator, --segment ({args.segment}) must be a multiple of 2 × --chunk "
+                     f"({args.chunk}), so that both agents write whole turns in every segment")
     return args
 
 

@@ -87,3 +87,11 @@ def test_the_orchestrator_share_comes_from_full_length_turns_under_every_memory_
             1 - r["backend_s"] / r["wall_s"], abs=1e-3)
         assert r["orchestrator_ms_per_round"] == pytest.approx(
             (r["wall_s"] - r["backend_s"]) / r["rounds"] * 1000, rel=1e-2)
+
+
+def test_an_orchestrator_workload_whose_segments_split_a_turn_is_refused(capsys):
+    from longshort.eval.bench_throughput import main
+
+    with pytest.raises(SystemExit):
+        main(["--orchestrator", "--chunk", "12", "--segment", "36"])
+    assert "--segment (36) must be a multiple of 2 × --chunk (12)" in capsys.readouterr().err
