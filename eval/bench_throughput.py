@@ -27,8 +27,8 @@ rendering, turn bookkeeping) of ``problems`` transcripts under each memory mode,
 process over the random model and ``--config``'s tokenizer and protocol tags (the tiny world's by default). The
 alternate router gives each agent half the ``reasoning`` in turns of ``chunk`` tokens; folded modes summarize
 every ``segment`` think tokens in ``summary`` tokens. The model is kept from writing tags and ids the tokenizer
-lacks, so every turn runs to its full length, as in a forced-length workload. The share is what is left of the
-solve's wall time after the rounds' backend calls.
+lacks, so every turn runs to its full length, as in a forced-length workload. Prefix reuse is on, with a cache
+that holds every transcript's context. The share is what is left of the solve's wall time after the backend calls.
 
 ``--decode-grid`` instead times HFBackend's decode step for batch × context pairs and compares it with the
 bandwidth floor: (weight bytes + batch × context × KV bytes per token) / the device's measured copy bandwidth;
@@ -73,13 +73,14 @@ def build_model(shape: str | None, path: str | None, dtype: str, device: str):
     return model
 
 
-def hosted(model, args, max_batch: int, decode: str, prefix_reuse: bool = False):
-    """HFBackend over ``model`` with the given decode path; prefix reuse off unless asked for."""
+def hosted(model, args, max_batch: int, decode: str, prefix_cache_tokens: int | None = None):
+    """HFBackend over ``model`` with the given decode path; prefix reuse off unless a prefix cache size is given."""
     from longshort.agents.hf_backend import HFBackend
     from longshort.config import ModelConfig
 
+    reuse = {"prefix_reuse": False} if prefix_cache_tokens is None else {"prefix_cache_tokens": prefix_cache_tokens}
     config = ModelConfig(path=args.model or args.shape, device=args.device, dtype=args.dtype,
-                         prefix_reuse=prefix_reuse, max_batch_size=max_batch, decode=decode)
+                         max_batch_size=max_batch, decode=decode, **reuse)
     return HFBackend(config, "bench", model=model)
 
 
@@ -226,8 +227,11 @@ def orchestrator_share(args) -> dict:
     result = {"kind": "orchestrator", "workload": workload(args) | {"chunk": args.chunk},
               "device": device_name(args.device), "rows": []}
     for decode in args.decode:
-        # prefix reuse on, as in every solve: a turn's context extends the one before
-        agents = {name: LocalAgent(None, name, hosted(model, args, args.problems, decode, prefix_reuse=True))
+        # Prefix reuse on, as in every solve, with room for every transcript's context (a turn's context extends
+        # the one before; contexts hold the reasoning, two tags per turn and the prompt): a cache smaller than the
+        # live contexts, visited in turn, would evict each one just before it is needed again.
+        cache = args.problems * (2 * args.reasoning + 256)
+        agents = {name: LocalAgent(None, name, hosted(model, args, args.problems, decode, cache))
                   for name in ("long", "short")}
         for k, mode in enumerate(args.modes):
             memory = MemoryConfig(policy=mode, segment_budget=args.segment, summary_cap=args.summary,
