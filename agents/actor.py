@@ -31,7 +31,7 @@ def make_backend(config: ModelConfig, name: str):
 class AgentActor:
     """Hosts one Backend. The same class runs in-process and, wrapped by ``ray.remote``, as an actor."""
 
-    def __init__(self, config: ModelConfig, name: str, backend=None):
+    def __init__(self, config: ModelConfig | None, name: str, backend=None):
         self.backend = backend or make_backend(config, name)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -68,7 +68,7 @@ class LocalAgent(Agent):
     """In-process hosting, for tests and debugging: the call runs inside ``submit``. ``backend``: one already
     built (over a model held in memory) instead of one loaded from ``config``."""
 
-    def __init__(self, config: ModelConfig, name: str, backend=None):
+    def __init__(self, config: ModelConfig | None, name: str, backend=None):
         self.name = name
         self.actor = AgentActor(config, name, backend)
 
