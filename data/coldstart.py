@@ -133,7 +133,7 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
 
 def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     """Score, split, rewrite, fold; write transcripts, per-agent samples and a manifest into ``out``."""
-    from longshort.eval.grader import grade
+    from longshort.grader import grade
     from longshort.importance import score_file
     from longshort.rl.samples import sft_samples
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from longshort.eval.grader import grade
+from longshort.grader import grade
 from longshort.memory import render
 from longshort.transcript import Transcript
 

@@ -37,7 +37,7 @@ def _add_tokens(args) -> int:
 
 
 def _grade(args) -> int:
-    from longshort.eval.grader import grade
+    from longshort.grader import grade
 
     print("correct" if grade(args.kind, args.prediction, args.gold) else "incorrect")
     return 0

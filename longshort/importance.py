@@ -92,7 +92,7 @@ class Rollouts:
         return zlib.crc32(f"{self.seed}:{state.problem.id}:{state.sample}:{len(state.turns)}".encode())
 
     def _answer_now(self, states: list[Transcript], k: int) -> list[int]:
-        from longshort.eval.grader import grade
+        from longshort.grader import grade
 
         p, cfg = self.protocol, self.scoring
         requests = [GenerationRequest(self.context(s), cfg.answer_tokens, (p.answer_close_id, p.close_id(cfg.agent)),
@@ -117,7 +117,7 @@ class Rollouts:
 
     def _continue(self, states: list[Transcript], k: int) -> list[int]:
         from longshort.config import SamplingConfig, SolveConfig
-        from longshort.eval.grader import grade
+        from longshort.grader import grade
         from longshort.orchestrator import Orchestrator
 
         cfg = self.scoring
@@ -193,7 +193,7 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
     """Traces with ``id``, ``problem`` (or ``question``), ``thinking`` and the gold ``answer``; optional ``kind``,
     and ``prediction``, the trace's own final answer. A raw R1-style ``thinking`` (``<think>...</think>`` then the
     final response) is cut at ``</think>``; the response's boxed answer becomes the prediction when none is given."""
-    from longshort.eval.grader import last_boxed
+    from longshort.grader import last_boxed
 
     seen: dict[str, int] = {}
 
@@ -221,7 +221,7 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
     """Score every trace not yet in ``output``, appending one record per trace as its batch finishes."""
     from tqdm import tqdm
 
-    from longshort.eval.grader import check_gold
+    from longshort.grader import check_gold
 
     agents, tokenizer, protocol = hosted
     scoring = config.scoring

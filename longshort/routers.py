@@ -118,7 +118,7 @@ class MonteCarlo(Router):
         """Per state: (chance after a chunk by ``agent`` - chance now) / the chunk's mean length. A candidate that
         wrote the final answer is graded as it is; one rollout after each other candidate, all in one batch."""
         from longshort.agents.backend import GenerationRequest
-        from longshort.eval.grader import grade
+        from longshort.grader import grade
         from longshort.memory import render
         from longshort.transcript import Turn
 

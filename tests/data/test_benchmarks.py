@@ -2,7 +2,7 @@
 import pytest
 
 from longshort.data.benchmarks import BENCHMARKS, BenchmarkError, load_benchmark, names, normalize
-from longshort.eval.grader import check_gold, grade
+from longshort.grader import check_gold, grade
 
 FILES = [name for name in BENCHMARKS if name != "synthetic"]
 

@@ -1,4 +1,4 @@
-"""Tests for longshort.eval.grader.
+"""Tests for longshort.grader.
 
 Every gold answer of every benchmark must be accepted in the surface forms a model writes it in,
 and rejected against a wrong answer. The benchmark files live in the shared folder beside the
@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from longshort.eval.grader import extract_answer, grade, last_boxed
+from longshort.grader import extract_answer, grade, last_boxed
 
 # Golds that differ as strings but that math-verify rightly counts as the same answer,
 # so neither may serve as the other's wrong answer.
