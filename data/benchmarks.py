@@ -49,7 +49,7 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | N
         from longshort.config import TinyWorldConfig
         from longshort.data.tiny_world import as_problem, problems
 
-        return [as_problem(p, i) for i, p in enumerate(problems(tiny or TinyWorldConfig())[1][:limit])]
+        return [as_problem(p, i) for i, p in enumerate(problems(tiny or TinyWorldConfig()).heldout[:limit])]
     if data_dir is not None:
         path = Path(data_dir) / f"{name}.jsonl"
         if not path.exists():

@@ -40,10 +40,11 @@ def split(record: dict, threshold: float) -> list[tuple[str, str]]:
 
 
 def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], tokenizer, protocol,
-                     summaries: dict[int, Turn] | None = None, until: int | None = None) -> Transcript:
-    """A finished handoff Transcript of ``pieces`` (agent, token ids of its thought); ``summaries[i]`` is a summary
-    turn placed after piece ``i``, closing its segment. With ``until``, only the turns up to piece ``until``: the
-    context a summarizer sees there."""
+                     summaries: dict[int, Turn] | None = None, until: int | None = None,
+                     memory: str = "unfold") -> Transcript:
+    """A finished handoff Transcript of ``pieces`` (agent, token ids of its thought) under memory policy ``memory``;
+    ``summaries[i]`` is a summary turn placed after piece ``i``, closing its segment. With ``until``, only the turns
+    up to piece ``until``: the context a summarizer sees there."""
     p, turns, segment = protocol, [], 0
     answer = tokenizer.encode(problem.answer, add_special_tokens=False)
 
@@ -60,12 +61,13 @@ def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], toke
             if agent == following == "long" and i != until:
                 add("short", "think", [p.think_end_id("short", "long")])  # the short agent hands straight back
         if i == until:
-            return Transcript(problem, prompt_ids(tokenizer, problem.question), turns=turns)
+            return Transcript(problem, prompt_ids(tokenizer, problem.question), router="handoff", memory=memory,
+                              turns=turns)
         if summaries and i in summaries and not last:
             turns.append(summaries[i])
             segment += 1
-    return Transcript(problem, prompt_ids(tokenizer, problem.question), turns=turns, answer=problem.answer,
-                      stop_reason="answered")
+    return Transcript(problem, prompt_ids(tokenizer, problem.question), router="handoff", memory=memory,
+                      turns=turns, answer=problem.answer, stop_reason="answered")
 
 
 def rewrite(pieces: list[list[tuple[str, str]]], agent, tokenizer, config: ColdstartConfig):
@@ -109,9 +111,10 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
         requests = []
         for t in todo:
             at = points[t][round_]
-            partial = build_transcript(problems[t], pieces[t], tokenizer, protocol, summaries[t], until=at)
+            partial = build_transcript(problems[t], pieces[t], tokenizer, protocol, summaries[t], until=at,
+                                       memory=config.fold_policy)
             if config.summary_prompt is None:
-                context = render(partial, config.fold_policy) + [p.ids["summary_open"]]
+                context = render(partial) + [p.ids["summary_open"]]
                 stops = (p.ids["summary_close"],)
             else:
                 segment = "\n\n".join(u.text for u in partial.turns if u.segment == partial.segment)
@@ -127,7 +130,7 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
             at = points[t][round_]
             summaries[t][at] = Turn(owner, "summary", [p.ids["summary_open"]], body, None, "stop",
                                     tokenizer.decode(body[:-1]), round_)
-    return [build_transcript(problem, trace, tokenizer, protocol, s)
+    return [build_transcript(problem, trace, tokenizer, protocol, s, memory=config.fold_policy)
             for problem, trace, s in zip(problems, pieces, summaries)]
 
 
@@ -137,7 +140,7 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     from longshort.importance import score_file
     from longshort.rl.samples import sft_samples
 
-    agents, tokenizer, protocol = hosted
+    agents, tokenizer, protocol = hosted.agents, hosted.tokenizer, hosted.protocol
     cfg = config.coldstart
     stats = score_file(config, hosted, inputs, out / "scored.jsonl")
     by_id = {item.problem.id: item for item in inputs}
@@ -173,7 +176,7 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     samples = {}
     for agent in ("long", "short"):
         samples[agent] = [s for t in transcripts for s in sft_samples(t, agent)]
-        samples[agent] += [s for t in folded for s in sft_samples(t, agent, cfg.fold_policy)]
+        samples[agent] += [s for t in folded for s in sft_samples(t, agent)]
         write_samples(samples[agent], out / "samples" / agent)
     thoughts = [agent for trace in texts for agent, _ in trace]
     manifest = {

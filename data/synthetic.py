@@ -55,7 +55,7 @@ class SyntheticProblem:
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Paragraph:
     agent: str  # "long" | "short": the agent whose style wrote it
     label: str  # step | check | detour | mistake | correction | conclusion
     text: str
@@ -79,7 +79,7 @@ def _arithmetic(a: int, op: str, b: int, result: int) -> str:
     return f"{a}{op}{b}={result}."
 
 
-def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None) -> list[Chunk]:
+def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None) -> list[Paragraph]:
     """Long-style chunks for ops ``first..last-1`` (all ops by default)."""
     last = len(problem.ops) if last is None else last
     values, m = problem.values(), problem.modulus
@@ -88,19 +88,19 @@ def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, l
         (op, b), a, result = problem.ops[i], values[i], values[i + 1]
         line, right = _op_line(i + 1, op, b), _arithmetic(a, op, b, result)
         if rng.random() < 0.15:
-            chunks.append(Chunk("long", "detour", rng.choice(DETOURS), i))
+            chunks.append(Paragraph("long", "detour", rng.choice(DETOURS), i))
         if rng.random() < 0.1:
             wrong = (result + rng.randint(1, m - 1)) % m
-            chunks.append(Chunk("long", "mistake", f"{line} {_arithmetic(a, op, b, wrong)}", i))
-            chunks.append(Chunk("long", "correction", f"Wait, that is wrong: {right}", i + 1))
+            chunks.append(Paragraph("long", "mistake", f"{line} {_arithmetic(a, op, b, wrong)}", i))
+            chunks.append(Paragraph("long", "correction", f"Wait, that is wrong: {right}", i + 1))
         else:
-            chunks.append(Chunk("long", "step", f"{line} {right}", i + 1))
+            chunks.append(Paragraph("long", "step", f"{line} {right}", i + 1))
         if rng.random() < 0.3:
-            chunks.append(Chunk("long", "check", f"Check: {right[:-1]}. Yes.", i + 1))
+            chunks.append(Paragraph("long", "check", f"Check: {right[:-1]}. Yes.", i + 1))
     return chunks
 
 
-def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = None) -> list[Chunk]:
+def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = None) -> list[Paragraph]:
     """Short-style chunks: two ops per line, the intermediate value left unwritten."""
     last = len(problem.ops) if last is None else last
     values = problem.values()
@@ -115,12 +115,12 @@ def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = N
             op, b = problem.ops[i]
             text = f"op{i + 1}: {_arithmetic(values[i], op, b, values[i + 1])}"
             i += 1
-        chunks.append(Chunk("short", "step", text, i))
+        chunks.append(Paragraph("short", "step", text, i))
     return chunks
 
 
-def conclusion(problem: SyntheticProblem, agent: str) -> Chunk:
-    return Chunk(agent, "conclusion", f"So x={problem.answer}.", len(problem.ops))
+def conclusion(problem: SyntheticProblem, agent: str) -> Paragraph:
+    return Paragraph(agent, "conclusion", f"So x={problem.answer}.", len(problem.ops))
 
 
 def summary_text(problem: SyntheticProblem, done: int) -> str:
@@ -128,17 +128,17 @@ def summary_text(problem: SyntheticProblem, done: int) -> str:
     return f"After op{done}: x={problem.values()[done]}." if done else f"Start: x={problem.start}."
 
 
-def long_trace(problem: SyntheticProblem, rng: random.Random) -> list[Chunk]:
+def long_trace(problem: SyntheticProblem, rng: random.Random) -> list[Paragraph]:
     return long_chunks(problem, rng) + [conclusion(problem, "long")]
 
 
-def short_trace(problem: SyntheticProblem) -> list[Chunk]:
+def short_trace(problem: SyntheticProblem) -> list[Paragraph]:
     return short_chunks(problem) + [conclusion(problem, "short")]
 
 
-def mixed_trace(problem: SyntheticProblem, rng: random.Random) -> list[Chunk]:
+def mixed_trace(problem: SyntheticProblem, rng: random.Random) -> list[Paragraph]:
     """Runs of ops written alternately in long and short style, as two collaborating agents would."""
-    chunks: list[Chunk] = []
+    chunks: list[Paragraph] = []
     i, agent = 0, rng.choice(["long", "short"])
     while i < len(problem.ops):
         span = rng.randint(1, 2)
@@ -148,6 +148,6 @@ def mixed_trace(problem: SyntheticProblem, rng: random.Random) -> list[Chunk]:
     return chunks + [conclusion(problem, agent)]
 
 
-def plain_text(chunks: list[Chunk]) -> str:
+def plain_text(chunks: list[Paragraph]) -> str:
     """The trace as an R1-style thinking text: one paragraph per chunk."""
     return "\n\n".join(c.text for c in chunks)

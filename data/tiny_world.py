@@ -12,12 +12,13 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from longshort.config import Config, ProtocolConfig, TinyModelConfig, TinyWorldConfig
 from longshort.data.synthetic import (
-    Chunk,
+    Paragraph,
     SyntheticProblem,
     long_trace,
     mixed_trace,
@@ -29,8 +30,8 @@ from longshort.data.synthetic import (
 )
 from longshort.problem import Problem
 from longshort.protocol import Protocol, prompt_ids
-from longshort.rl.samples import sft_samples
-from longshort.rl.sft import Sample, train
+from longshort.rl.samples import Sample, sft_samples
+from longshort.rl.sft import train_sft
 from longshort.transcript import Transcript, Turn
 
 FORMAT_VERSION = 4  # bump when the generator or the encoding changes, so old builds are rebuilt
@@ -52,7 +53,12 @@ def is_built(tiny: TinyWorldConfig, protocol: ProtocolConfig) -> bool:
     return stamp.exists() and json.loads(stamp.read_text())["hash"] == stamp_of(tiny, protocol)["hash"]
 
 
-def problems(tiny: TinyWorldConfig) -> tuple[list[SyntheticProblem], list[SyntheticProblem]]:
+class Problems(NamedTuple):
+    train: list[SyntheticProblem]
+    heldout: list[SyntheticProblem]
+
+
+def problems(tiny: TinyWorldConfig) -> Problems:
     """Training and held-out problems; no held-out question appears in training."""
     rng = random.Random(tiny.seed)
     heldout: dict[str, SyntheticProblem] = {}
@@ -64,7 +70,7 @@ def problems(tiny: TinyWorldConfig) -> tuple[list[SyntheticProblem], list[Synthe
         p = random_problem(rng, tiny.min_ops, tiny.max_ops, tiny.modulus)
         if p.question not in heldout:
             train_set.append(p)
-    return train_set, list(heldout.values())
+    return Problems(train_set, list(heldout.values()))
 
 
 def as_problem(p: SyntheticProblem, index: int) -> Problem:
@@ -108,7 +114,7 @@ def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig,
     )
 
 
-def chunk_transcript(problem: Problem, synthetic: SyntheticProblem, chunks: list[Chunk], tokenizer,
+def chunk_transcript(problem: Problem, synthetic: SyntheticProblem, chunks: list[Paragraph], tokenizer,
                      protocol: Protocol, fold_rng: random.Random | None = None) -> Transcript:
     """A finished Transcript in which each chunk is one turn of the agent whose style wrote it.
 
@@ -149,7 +155,7 @@ def training_samples(transcripts: list[tuple[Transcript, Transcript, Transcript]
         if rng.random() < 0.5:
             samples += sft_samples(mixed, agent)
         else:
-            samples += sft_samples(folded, agent, rng.choice(["fold-restart", "fold-append"]))
+            samples += sft_samples(replace(folded, memory=rng.choice(["fold-restart", "fold-append"])), agent)
     return samples
 
 
@@ -208,7 +214,7 @@ def build(config: Config, force: bool = False, log=print) -> Path:
         model = build_model(tokenizer, shape, tiny.seed)
         params = sum(t.numel() for t in model.parameters())
         log(f"{agent} model: {params / 1e6:.2f}M parameters, {len(samples)} samples, {shape.steps} steps")
-        losses = train(model, samples, steps=shape.steps, batch_size=tiny.batch_size,
+        losses = train_sft(model, samples, steps=shape.steps, batch_size=tiny.batch_size,
                        learning_rate=tiny.learning_rate, pad_id=tokenizer.pad_token_id, seed=tiny.seed, desc=agent)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -233,9 +239,7 @@ def build(config: Config, force: bool = False, log=print) -> Path:
 
 def evaluate(config: Config, limit: int | None = None, out_dir: str | Path = "runs/tiny-eval") -> dict[str, dict]:
     """Held-out accuracy and tokens of each tiny model reasoning alone, through the orchestrator."""
-    from longshort.demo import SOLO_MODES, heldout, modes, run_modes
-    from longshort.runner import start
+    from longshort.eval.run_benchmarks import heldout_results
 
-    solo = {name: solve for name, solve in modes(config).items() if name in SOLO_MODES}
     out = Path(out_dir) / stamp_of(config.tiny, config.protocol)["hash"]
-    return run_modes(config, start(config, use_ray=False), heldout(config, limit), solo, out)
+    return heldout_results(config, limit, out, "long,short")

@@ -20,14 +20,14 @@ from pathlib import Path
 def score_once(config, inputs, reuse: bool, output: Path) -> dict:
     from longshort.agents.actor import start_agents
     from longshort.importance import score_file
-    from longshort.runner import load_shared_tokenizer
+    from longshort.runner import Hosted, load_shared_tokenizer
 
     agent = config.scoring.agent
     model = config.model(agent).model_copy(update={"prefix_reuse": reuse})
     tokenizer, protocol = load_shared_tokenizer(config)
     agents = start_agents({agent: model}, None)
     start = time.perf_counter()
-    stats = score_file(config, (agents, tokenizer, protocol), inputs, output)
+    stats = score_file(config, Hosted(agents, tokenizer, protocol), inputs, output)
     return stats | {"wall_s": time.perf_counter() - start}
 
 

@@ -26,8 +26,8 @@ def correct(t: Transcript) -> bool:
 
 
 def mode_metrics(transcripts: list[Transcript], ks: tuple[int, ...], timing: dict) -> dict:
-    """The row of the report for one benchmark × mode; ``timing`` holds the mode's summed wall time and the tokens
-    generated in that time (kept across resumed runs)."""
+    """The row of the report for one benchmark × mode; ``timing`` holds the mode's summed wall and model time and the
+    tokens generated in that time (kept across resumed runs; empty when unknown)."""
     by_problem: dict[str, list[bool]] = defaultdict(list)
     for t in transcripts:
         by_problem[t.problem.id].append(correct(t))
@@ -51,6 +51,8 @@ def mode_metrics(transcripts: list[Transcript], ks: tuple[int, ...], timing: dic
         "peak_context": mean([t.peak_context for t in transcripts]),
         "wall_s": round(timing.get("wall_s", 0.0), 2),
         "tokens_per_s": timing["tokens"] / timing["wall_s"] if timing.get("wall_s") else None,
+        # the orchestrator's own share of the wall time (routing, rendering, bookkeeping): all but the model calls
+        "orchestrator_share": 1 - timing["backend_s"] / timing["wall_s"] if timing.get("wall_s") else None,
     }
     return row
 
@@ -62,11 +64,12 @@ def _standard_error(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
-def context_per_turn(transcript: Transcript, policy: str) -> list[int]:
-    """The context length at the end of each turn under ``policy``: a ramp when unfolded, a saw-tooth when folded."""
+def context_per_turn(transcript: Transcript) -> list[int]:
+    """The context length at the end of each turn under the transcript's memory policy: a ramp when unfolded, a
+    saw-tooth when folded."""
     lengths = []
-    partial = Transcript(transcript.problem, transcript.prompt_ids)
+    partial = Transcript(transcript.problem, transcript.prompt_ids, memory=transcript.memory)
     for turn in transcript.turns:
-        lengths.append(len(render(partial, policy)) + len(turn.ids))
+        lengths.append(len(render(partial)) + len(turn.ids))
         partial.turns.append(turn)
     return lengths

@@ -15,6 +15,7 @@ from pathlib import Path
 
 COLUMNS = [  # key, header, format
     ("pass@1", "pass@1", "{:.1%}"),
+    ("answered", "answered", "{:.1%}"),
     ("long_tokens", "long tok", "{:.1f}"),
     ("short_tokens", "short tok", "{:.1f}"),
     ("tokens", "tokens", "{:.1f}"),
@@ -23,6 +24,7 @@ COLUMNS = [  # key, header, format
     ("peak_context", "peak ctx", "{:.0f}"),
     ("wall_s", "wall s", "{:.1f}"),
     ("tokens_per_s", "tok/s", "{:.0f}"),
+    ("orchestrator_share", "orch %", "{:.1%}"),
 ]
 
 
@@ -117,6 +119,30 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def plot_training(rows: list[dict], path: Path) -> None:
+    """An RL run's mean reward, accuracy and long-token share per step, each with a moving average."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for axis, key in zip(axes, ("reward", "accuracy", "long_share")):
+        values = [r[key] for r in rows]
+        window = max(1, len(values) // 10)
+        smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+                  for i in range(len(values))]
+        axis.plot(steps, values, alpha=0.35, label="per step")
+        axis.plot(steps, smooth, label=f"mean of {window}")
+        axis.set_xlabel("step")
+        axis.set_title(key.replace("_", " "))
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def _viewer_items(out: Path, transcripts: dict, per_mode: int) -> list[dict]:
     """The transcripts shown in the viewer: the first ``per_mode`` of each benchmark × mode, as plain data."""
     from longshort.eval.metrics import correct
@@ -156,7 +182,7 @@ def _context_curves(summary: dict, transcripts: dict) -> dict:
         found = [t for modes in transcripts.values() for t in modes.get(mode, ())]
         longest = max(found, key=lambda t: (t.folds, len(t.turns)), default=None)
         if longest is not None and longest.turns:
-            curves[mode] = (context_per_turn(longest, spec["memory"]), spec["memory"])
+            curves[mode] = (context_per_turn(longest), spec["memory"])
     return curves
 
 

@@ -3,10 +3,14 @@
     python eval/run_benchmarks.py --config configs/tiny.yaml --benchmarks math500,gsm8k,synthetic \\
         --modes long,short,longshort --n 4 --output runs/NAME [--data DIR] [--limit 20]
 
-Modes: ``long`` and ``short`` alone, and ``longshort``: the pair under every router × memory policy of the config's
-``eval`` section (or name one, as ``handoff/fold-append``). Each sample's transcript is appended to
+Modes (eval/modes.py): ``long`` and ``short`` alone, and ``longshort``: the pair under every router × memory policy
+of the config's ``eval`` section (or name one, as ``handoff/fold-append``). Each sample's transcript is appended to
 ``runs/NAME/transcripts/<benchmark>/<mode>.jsonl`` as it finishes, so a killed run resumes where it stopped with
 no duplicate; then ``summary.json``, ``report.md``, the plots and ``report.html`` are written from the transcripts.
+
+The same library serves ``longshort demo`` (every mode on the tiny world's held-out problems), the before/after
+tables of cold-start and RL (``heldout_results``), and ``longshort report`` (the reports of any transcripts
+file, such as ``longshort solve``'s output).
 """
 from __future__ import annotations
 
@@ -48,29 +52,6 @@ def with_overrides(config, args):
     return Config.model_validate(data)
 
 
-def mode_table(config, text: str) -> dict:
-    from longshort.demo import SOLO_MODES, modes
-    from longshort.routers import ROUTERS
-
-    table = {}
-    for name in [m.strip() for m in text.split(",") if m.strip()]:
-        if name in SOLO_MODES:
-            table |= modes(config, solo=(name,), routers=())
-        elif name == "longshort":
-            table |= modes(config, solo=(), routers=config.eval.routers, policies=config.eval.policies)
-        elif "/" in name:
-            router, policy = name.split("/", 1)
-            table |= modes(config, solo=(), routers=(router,), policies=(policy,))
-        else:
-            raise ValueError(f"unknown mode '{name}': use long, short, longshort or router/policy")
-    for name, solve in table.items():
-        if solve.router not in ROUTERS:
-            raise ValueError(f"mode '{name}': unknown router '{solve.router}'; known: {', '.join(sorted(ROUTERS))}")
-        if solve.memory.policy not in ("unfold", "fold-restart", "fold-append"):
-            raise ValueError(f"mode '{name}': unknown memory policy '{solve.memory.policy}'")
-    return table
-
-
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -83,44 +64,40 @@ def versions() -> dict:
     return found
 
 
-def run(args) -> dict:
-    from longshort.config import load_config
-    from longshort.data.benchmarks import load_benchmark, names
-    from longshort.demo import transcript_file
-    from longshort.runner import orchestrator, solve_file, start
+def evaluate(config, problems: dict, table: dict, out: Path, hosted, samples: int = 1,
+             command: dict | None = None) -> dict:
+    """Solve every benchmark × mode of ``problems`` (benchmark -> problems) and ``table`` (mode -> solve config)
+    ``samples`` times into ``out``, skipping what it already holds; then summary.json and the reports. Returns the
+    summary."""
+    from longshort.eval.modes import transcript_file
+    from longshort.eval.report import write_reports
+    from longshort.runner import orchestrator, solve_file
 
-    config = with_overrides(load_config(args.config), args)
-    benchmarks, table = names(args.benchmarks), mode_table(config, args.modes)
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
-    problems = {b: load_benchmark(b, args.data, args.limit, config.tiny) for b in benchmarks}
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     timing_path = out / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    hosted = start(config, use_ray=not args.no_ray)
-    for benchmark in benchmarks:
+    for benchmark, listed in problems.items():
         for mode, solve in table.items():
-            output = transcript_file(out, benchmark, mode)
+            orch = orchestrator(config, hosted, solve)
             began = time.perf_counter()
-            new = solve_file(orchestrator(config, hosted, solve), problems[benchmark], output, samples=args.n,
+            new = solve_file(orch, listed, transcript_file(out, benchmark, mode), samples=samples,
                              desc=f"{benchmark} {mode}")
-            spent = timing.setdefault(f"{benchmark}/{mode}", {"wall_s": 0.0, "tokens": 0})
-            spent["wall_s"] += time.perf_counter() - began if new else 0.0
-            spent["tokens"] += sum(t.tokens() for t in new)
+            spent = timing.setdefault(f"{benchmark}/{mode}", {"wall_s": 0.0, "backend_s": 0.0, "tokens": 0})
+            if new:
+                spent["wall_s"] += time.perf_counter() - began
+                spent["backend_s"] = spent.get("backend_s", 0.0) + orch.stats["backend_s"]
+                spent["tokens"] += sum(t.tokens() for t in new)
             timing_path.write_text(json.dumps(timing, indent=2))
-    transcripts = load_transcripts(out, table, problems, args.n)
-    summary = summarize(out, config, args, table, transcripts, timing)
-    from longshort.eval.report import write_reports
-
+    transcripts = load_transcripts(out, table, problems, samples)
+    summary = summarize(out, config, command or {}, table, transcripts, timing)
     write_reports(out, summary, transcripts, config)
     return summary
 
 
 def load_transcripts(out: Path, table, problems, samples: int) -> dict:
-    """benchmark -> mode -> the run's transcripts of this command's problems and samples, read once for the
-    summary and the reports (a resumed folder may hold others)."""
-    from longshort.demo import transcript_file
+    """benchmark -> mode -> the run's transcripts of these problems and samples, read once for the summary and the
+    reports (a resumed folder may hold others)."""
+    from longshort.eval.modes import transcript_file
     from longshort.transcript import Transcript
 
     loaded = {}
@@ -133,7 +110,7 @@ def load_transcripts(out: Path, table, problems, samples: int) -> dict:
     return loaded
 
 
-def summarize(out: Path, config, args, table, transcripts: dict, timing) -> dict:
+def summarize(out: Path, config, command: dict, table, transcripts: dict, timing) -> dict:
     """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
     from longshort.eval.metrics import mode_metrics
 
@@ -143,12 +120,99 @@ def summarize(out: Path, config, args, table, transcripts: dict, timing) -> dict
     summary = {
         "config": config.model_dump(),
         "versions": versions(),
-        "command": {k: v for k, v in vars(args).items() if k != "run"},
+        "command": command,
         "modes": {mode: {"router": s.router, "memory": s.memory.policy} for mode, s in table.items()},
         "results": results,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def heldout_results(config, limit: int, out: Path, modes: str) -> dict:
+    """Mode -> metrics row on the first ``limit`` held-out tiny-world problems, greedy as configured, both agents
+    in this process: the before/after tables of the tiny world's build, cold-start and RL."""
+    from longshort.data.benchmarks import load_benchmark
+    from longshort.eval.modes import mode_table
+    from longshort.eval.report import markdown_table
+    from longshort.runner import start
+
+    problems = {"synthetic": load_benchmark("synthetic", limit=limit, tiny=config.tiny)}
+    summary = evaluate(config, problems, mode_table(config, modes), Path(out), start(config, use_ray=False))
+    print(markdown_table(summary))
+    return summary["results"]["synthetic"]
+
+
+def demo(config_path: str, limit: int = 100, use_ray: bool = True, out_dir: str = "runs/demo") -> dict:
+    """`make demo`: build the tiny world if missing, then every mode on held-out problems, one table. Results go
+    under ``out_dir/<tiny world hash>``, so a rerun resumes and a rebuilt world starts afresh."""
+    from longshort.config import load_config
+    from longshort.data.benchmarks import load_benchmark
+    from longshort.data.tiny_world import build, stamp_of
+    from longshort.eval.modes import mode_table
+    from longshort.eval.report import markdown_table
+    from longshort.runner import start
+
+    config = load_config(config_path)
+    build(config)
+    out = Path(out_dir) / stamp_of(config.tiny, config.protocol)["hash"]
+    problems = {"synthetic": load_benchmark("synthetic", limit=limit, tiny=config.tiny)}
+    summary = evaluate(config, problems, mode_table(config), out, start(config, use_ray),
+                       command={"demo": config_path, "limit": limit})
+    print(markdown_table(summary))
+    print(f"\nreports in {out}: summary.json, report.md, report.html, plots/", file=sys.stderr)
+    return summary
+
+
+def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
+    """summary.json and the reports of transcripts files (``longshort solve --output``, or any run's), grouped by
+    the benchmark each problem came from and the mode each transcript records."""
+    from longshort.eval.metrics import mode_metrics
+    from longshort.eval.modes import mode_of
+    from longshort.eval.report import write_reports
+    from longshort.jsonl import read_rows
+    from longshort.transcript import Transcript
+
+    def transcript(number: int, row: dict) -> Transcript:
+        try:
+            return Transcript.from_dict(row)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a transcript ({type(e).__name__}: {e})") from None
+
+    transcripts: dict = {}
+    for path in inputs:
+        for t in read_rows(path, False, transcript):
+            transcripts.setdefault(t.problem.source, {}).setdefault(mode_of(t), []).append(t)
+    if not transcripts:
+        raise ValueError(f"no transcripts in {', '.join(inputs)}")
+    modes = {mode: found[0] for by_mode in transcripts.values() for mode, found in by_mode.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "config": config.model_dump(),
+        "versions": versions(),
+        "command": {"report": inputs},
+        "modes": {mode: {"router": t.router, "memory": t.memory} for mode, t in modes.items()},
+        "results": {source: {mode: mode_metrics(found, config.eval.pass_k, {}) for mode, found in by_mode.items()}
+                    for source, by_mode in transcripts.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_reports(out, summary, transcripts, config)
+    return summary
+
+
+def run(args) -> dict:
+    from longshort.config import load_config
+    from longshort.data.benchmarks import load_benchmark, names
+    from longshort.eval.modes import mode_table
+    from longshort.runner import start
+
+    config = with_overrides(load_config(args.config), args)
+    benchmarks, table = names(args.benchmarks), mode_table(config, args.modes)
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    problems = {b: load_benchmark(b, args.data, args.limit, config.tiny) for b in benchmarks}
+    command = {k: v for k, v in vars(args).items() if k != "run"}
+    return evaluate(config, problems, table, Path(args.output), start(config, use_ray=not args.no_ray), args.n,
+                    command)
 
 
 def main(argv: list[str] | None = None) -> int:

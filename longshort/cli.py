@@ -163,9 +163,22 @@ def _rl(args) -> int:
 
 
 def _demo(args) -> int:
-    from longshort.demo import run_demo
+    from longshort.eval.run_benchmarks import demo
 
-    run_demo(args.config, limit=args.limit, use_ray=not args.no_ray)
+    demo(args.config, limit=args.limit, use_ray=not args.no_ray)
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from longshort.config import load_config
+    from longshort.eval.report import markdown_table
+    from longshort.eval.run_benchmarks import report_from_transcripts
+
+    summary = report_from_transcripts(load_config(args.config), args.transcripts, Path(args.output))
+    print(markdown_table(summary))
+    print(f"\nreports in {args.output}: summary.json, report.md, report.html, plots/", file=sys.stderr)
     return 0
 
 
@@ -235,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="benchmarks × modes: one table, reports and a trace viewer (resumable); "
                        "takes the options of eval/run_benchmarks.py", add_help=False)
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("report", help="the table, plots and trace viewer of transcripts files (longshort solve's "
+                       "output), grouped by benchmark and mode")
+    p.add_argument("transcripts", nargs="+", help="JSONL files of transcripts")
+    p.add_argument("--output", required=True, help="folder for summary.json, report.md, report.html, plots/")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its eval section (pass@k, viewer transcripts)")
+    p.set_defaults(run=_report)
 
     p = sub.add_parser("compare", help="two benchmark runs side by side, with differences and standard errors")
     p.add_argument("a", help="run folder A (with summary.json)")

@@ -23,99 +23,26 @@ from __future__ import annotations
 import copy
 import math
 import sys
-import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from longshort.agents.backend import GenerationRequest
 from longshort.chunking import Chunk, chunk_text
 from longshort.config import Config, ScoringConfig
 from longshort.jsonl import Appender, completed_keys, read_rows, trace_id
-from longshort.memory import render
 from longshort.problem import Problem
 from longshort.protocol import prompt_ids
+from longshort.rollouts import Estimate, Rollouts, hoeffding
 from longshort.transcript import Transcript, Turn
 
 
-@dataclass(frozen=True)
-class Estimate:
-    correct: int
-    rollouts: int
+class ContinueRollouts(Rollouts):
+    """The ``continue`` policy: the scoring agent alone solves on from each state with up to
+    ``scoring.continue_tokens`` new tokens, through the orchestrator; a rollout counts when its answer is the gold."""
 
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.rollouts
+    def room(self) -> int:
+        return 1
 
-
-def hoeffding(rollouts: int, confidence: float) -> float:
-    """Half-width t with P(|mean - p| >= t) <= 1 - confidence, for the mean of ``rollouts`` draws in [0, 1]."""
-    return math.sqrt(math.log(2 / (1 - confidence)) / (2 * rollouts))
-
-
-class Rollouts:
-    """Estimates the chance that transcript states end in a correct answer, by K rollouts of one agent each."""
-
-    def __init__(self, agents: dict, tokenizer, protocol, scoring: ScoringConfig, memory_policy: str = "unfold",
-                 seed: int = 0, max_context: int | None = None):
-        self.agents, self.tokenizer, self.protocol = agents, tokenizer, protocol
-        self.scoring, self.memory_policy, self.seed = scoring, memory_policy, seed
-        self.max_context = max_context or agents[scoring.agent].info()["max_context"]
-        self.answer_prompt = tokenizer.encode(scoring.answer_prompt, add_special_tokens=False)
-        self.stats = {"prefill_tokens": 0, "naive_prefill_tokens": 0, "rollouts": 0, "rollout_tokens": 0,
-                      "seconds": 0.0}
-
-    def context(self, state: Transcript) -> list[int]:
-        """The prompt of an ``answer`` rollout from ``state``."""
-        return render(state, self.memory_policy) + [self.protocol.open_id(self.scoring.agent)] + self.answer_prompt
-
-    def fits(self, state: Transcript) -> bool:
-        """Whether a rollout from ``state`` has room in the scoring model's context."""
-        room = self.scoring.answer_tokens if self.scoring.policy == "answer" else 1
-        return len(self.context(state)) + room <= self.max_context
-
-    def estimate(self, states: list[Transcript], k: int | None = None) -> list[Estimate]:
-        """K rollouts from each state (``k`` overrides the configured K), all in one batch."""
-        k = k or self.scoring.rollouts
-        if not states:
-            return []
-        start = time.perf_counter()
-        if self.scoring.policy == "answer":
-            correct = self._answer_now(states, k)
-        else:
-            correct = self._continue(states, k)
-        self.stats["rollouts"] += k * len(states)
-        self.stats["seconds"] += time.perf_counter() - start
-        return [Estimate(c, k) for c in correct]
-
-    def seed_of(self, state: Transcript) -> int:
-        return zlib.crc32(f"{self.seed}:{state.problem.id}:{state.sample}:{len(state.turns)}".encode())
-
-    def _answer_now(self, states: list[Transcript], k: int) -> list[int]:
-        from longshort.grader import grade
-
-        p, cfg = self.protocol, self.scoring
-        requests = [GenerationRequest(self.context(s), cfg.answer_tokens, (p.answer_close_id, p.close_id(cfg.agent)),
-                                      cfg.temperature, cfg.top_p, self.seed_of(s), n=k, logprobs=False) for s in states]
-        results = self.agents[cfg.agent].generate(requests)
-        correct = []
-        for state, result in zip(states, results):
-            self.stats["prefill_tokens"] += result.prefill_tokens
-            self.stats["naive_prefill_tokens"] += result.prompt_tokens * k
-            hits = 0
-            for completion in result.completions:
-                self.stats["rollout_tokens"] += len(completion.token_ids)
-                answer = self.answer_text(completion.token_ids)
-                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
-            correct.append(hits)
-        return correct
-
-    def answer_text(self, ids: list[int]) -> str | None:
-        """The decoded text between the answer tags, when the completion closed them."""
-        answer = self.protocol.answer_ids(ids[:-1]) if ids[-1:] == [self.protocol.answer_close_id] else None
-        return None if answer is None else self.tokenizer.decode(answer).strip()
-
-    def _continue(self, states: list[Transcript], k: int) -> list[int]:
+    def _correct(self, states: list[Transcript], k: int) -> list[int]:
         from longshort.config import SamplingConfig, SolveConfig
         from longshort.grader import grade
         from longshort.orchestrator import Orchestrator
@@ -223,9 +150,10 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
 
     from longshort.grader import check_gold
 
-    agents, tokenizer, protocol = hosted
+    agents, tokenizer, protocol = hosted.agents, hosted.tokenizer, hosted.protocol
     scoring = config.scoring
-    rollouts = Rollouts(agents, tokenizer, protocol, scoring, seed=config.sampling.seed)
+    estimator = ContinueRollouts if scoring.policy == "continue" else Rollouts
+    rollouts = estimator(agents, tokenizer, protocol, scoring, seed=config.sampling.seed)
     done = completed_keys(output, lambda record: record["id"])
     todo = [item for item in inputs if item.problem.id not in done]
     writer = Appender(output)

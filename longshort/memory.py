@@ -45,13 +45,10 @@ def _current_segment(turns: list[Turn]) -> list[Turn]:
     return [t for t in turns if t.segment == current]
 
 
-def visible_turns(transcript: Transcript, name: str) -> list[Turn]:
-    return POLICIES[name](transcript.turns)
-
-
-def render(transcript: Transcript, name: str) -> list[int]:
-    """The token ids an agent is prompted with next under policy ``name``."""
+def render(transcript: Transcript, name: str | None = None) -> list[int]:
+    """The token ids an agent is prompted with next under the transcript's own memory policy (or policy ``name``:
+    the same turns seen another way)."""
     ids = list(transcript.prompt_ids)
-    for turn in visible_turns(transcript, name):
+    for turn in POLICIES[name or transcript.memory](transcript.turns):
         ids += turn.ids
     return ids

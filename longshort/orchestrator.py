@@ -11,18 +11,17 @@ looks ahead from); its budgets then count only the turns and tokens this solve a
 from __future__ import annotations
 
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from longshort.agents.backend import GenerationRequest
 from longshort.config import SamplingConfig, ScoringConfig, SolveConfig
-from longshort.memory import render
 from longshort.problem import Problem
-from longshort.protocol import Protocol, prompt_ids
+from longshort.protocol import AGENTS, Protocol, prompt_ids
 from longshort.routers import make_router
 from longshort.transcript import Transcript, Turn
+from longshort.turns import turn_request, turn_seed
 
 
 @dataclass
@@ -31,8 +30,16 @@ class _Step:
     agent: str
     kind: str  # "think" | "summary"
     forced_ids: list[int]
-    context_len: int
     request: GenerationRequest
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A transcript as this solve took it up: its budgets count only what the solve adds."""
+
+    turns: int
+    tokens: dict[str, int]  # generated tokens per agent
+    started: float  # perf_counter time
 
 
 class _TimedAgent:
@@ -68,8 +75,7 @@ class Orchestrator:
         self.router = make_router(solve.router, protocol, agents=timed, tokenizer=tokenizer, solve=solve,
                                   sampling=sampling, scoring=scoring, max_context=self.max_context)
         self.tag_ids = set(protocol.ids.values())
-        # id(transcript) -> its turns and tokens per agent when this solve took it up, and when that was
-        self._before: dict[int, tuple[int, dict[str, int], float]] = {}
+        self._taken: dict[int, _Taken] = {}  # id(transcript) -> the transcript as this solve took it up
 
     def solve(self, problems: Iterable[Problem | tuple[Problem, int] | Transcript],
               on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
@@ -97,14 +103,16 @@ class Orchestrator:
         return finished
 
     def start(self, item) -> Transcript:
-        """A transcript to solve (a new one for a problem, or ``item`` itself); ``finish`` releases it."""
+        """A transcript to solve (a new one for a problem, or ``item`` itself, which goes on under this solve's router
+        and memory policy); ``finish`` releases it."""
         if isinstance(item, Transcript):
             transcript = item
         else:
             problem, sample = item if isinstance(item, tuple) else (item, 0)
             transcript = Transcript(problem, prompt_ids(self.tokenizer, problem.question), sample=sample)
-        self._before[id(transcript)] = (len(transcript.turns), {a: transcript.tokens(a) for a in ("long", "short")},
-                                        time.perf_counter())
+        transcript.router, transcript.memory = self.solve_config.router, self.solve_config.memory.policy
+        self._taken[id(transcript)] = _Taken(len(transcript.turns), {a: transcript.tokens(a) for a in AGENTS},
+                                             time.perf_counter())
         return transcript
 
     def next_step(self, transcript: Transcript) -> _Step | None:
@@ -116,14 +124,14 @@ class Orchestrator:
         return self._plan(transcript, None if self._summary_due(transcript) else self.router.choose([transcript])[0])
 
     def finish(self, transcript: Transcript) -> None:
-        transcript.seconds["wall"] = round(time.perf_counter() - self._before.pop(id(transcript))[2], 4)
+        transcript.seconds["wall"] = round(time.perf_counter() - self._taken.pop(id(transcript)).started, 4)
 
     def _check_limits(self, transcript: Transcript) -> None:
         """Stop a transcript past its time or its turns (counted from when this solve took it up)."""
-        turns, _, started = self._before[id(transcript)]
-        if time.perf_counter() - started > self.solve_config.timeout_s:
+        taken = self._taken[id(transcript)]
+        if time.perf_counter() - taken.started > self.solve_config.timeout_s:
             transcript.stop_reason = "timeout"
-        elif len(transcript.turns) - turns >= self.solve_config.max_turns:
+        elif len(transcript.turns) - taken.turns >= self.solve_config.max_turns:
             transcript.stop_reason = "budget"
 
     def _segment_tokens(self, transcript: Transcript) -> int:
@@ -146,7 +154,7 @@ class Orchestrator:
             forced, stops = [self.protocol.ids["summary_open"]], (self.protocol.ids["summary_close"],)
         else:
             agent, kind = writer, "think"
-            spent = transcript.tokens(agent) - self._before[id(transcript)][1][agent]
+            spent = transcript.tokens(agent) - self._taken[id(transcript)].tokens[agent]
             left = (cfg.max_long_tokens if agent == "long" else cfg.max_short_tokens) - spent
             max_new = min(cfg.chunk_tokens, left)
             if memory.policy != "unfold":
@@ -156,19 +164,12 @@ class Orchestrator:
                 return None
             forced = [self.protocol.open_id(agent)]
             stops = self.protocol.think_stops(agent)
-        context = render(transcript, memory.policy) + forced
-        max_new = min(max_new, self.max_context[agent] - len(context))
-        if max_new < 1:
+        request = turn_request(transcript, forced, stops, max_new, self.max_context[agent], self.sampling.temperature,
+                               self.sampling.top_p, turn_seed(self.sampling.seed, transcript))
+        if request is None:
             transcript.stop_reason = "budget"
             return None
-        request = GenerationRequest(tuple(context), max_new, stops, self.sampling.temperature, self.sampling.top_p,
-                                    self._seed(transcript))
-        return _Step(transcript, agent, kind, forced, len(context), request)
-
-    def _seed(self, transcript: Transcript) -> int:
-        """A seed per (run seed, problem, sample, turn): reproducible, and independent across problems."""
-        key = f"{self.sampling.seed}:{transcript.problem.id}:{transcript.sample}:{len(transcript.turns)}"
-        return zlib.crc32(key.encode())
+        return _Step(transcript, agent, kind, forced, request)
 
     def _run(self, steps: list[_Step]) -> None:
         """Send each agent its requests as one batch, both agents at once, and apply the results.
@@ -204,7 +205,7 @@ class Orchestrator:
         turn = Turn(step.agent, kind, step.forced_ids, tokens, completion.logprobs, completion.stop_reason,
                     self.tokenizer.decode(tokens), transcript.segment, closing)
         transcript.turns.append(turn)
-        transcript.peak_context = max(transcript.peak_context, step.context_len + len(tokens))
+        transcript.peak_context = max(transcript.peak_context, len(step.request.prompt_ids) + len(tokens))
         body = tokens[:-1] if ended else tokens
         allowed = {p.answer_open_id} if kind == "answer" else set()
         stray = [t for t in body if t in self.tag_ids - allowed]

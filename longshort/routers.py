@@ -79,7 +79,7 @@ class Handoff(Router):
 @router("mc")
 class MonteCarlo(Router):
     def __init__(self, protocol, *, agents, tokenizer, solve, sampling, scoring, max_context, **context):
-        from longshort.importance import Rollouts
+        from longshort.rollouts import Rollouts
 
         super().__init__(protocol)
         if scoring.router_fallback == "mc":
@@ -87,8 +87,7 @@ class MonteCarlo(Router):
         self.fallback = make_router(scoring.router_fallback, protocol)
         self.agents, self.solve, self.scoring = agents, solve, scoring
         self.max_context = max_context
-        self.rollouts = Rollouts(agents, tokenizer, protocol, scoring.model_copy(update={"policy": "answer"}),
-                                 solve.memory.policy, sampling.seed, max_context[scoring.agent])
+        self.rollouts = Rollouts(agents, tokenizer, protocol, scoring, sampling.seed, max_context[scoring.agent])
         self.decided: dict[tuple[str, int], int] = {}  # (problem id, sample) -> turns decided by rollouts
         self.stats = {"decisions": 0, "long": 0, "short": 0, "fallback": 0}
 
@@ -117,16 +116,14 @@ class MonteCarlo(Router):
     def _gain_per_token(self, agent: str, states: list[Transcript], now) -> list[float]:
         """Per state: (chance after a chunk by ``agent`` - chance now) / the chunk's mean length. A candidate that
         wrote the final answer is graded as it is; one rollout after each other candidate, all in one batch."""
-        from longshort.agents.backend import GenerationRequest
         from longshort.grader import grade
-        from longshort.memory import render
         from longshort.transcript import Turn
+        from longshort.turns import turn_request, turn_seed
 
         p, k = self.protocol, self.scoring.rollouts
-        contexts = [render(s, self.solve.memory.policy) + [p.open_id(agent)] for s in states]
-        requests = [GenerationRequest(c, max(1, min(self.solve.chunk_tokens, self.max_context[agent] - len(c))),
-                                      p.think_stops(agent), self.scoring.temperature, self.scoring.top_p,
-                                      self.rollouts.seed_of(s), n=k, logprobs=False) for s, c in zip(states, contexts)]
+        requests = [turn_request(s, [p.open_id(agent)], p.think_stops(agent), self.solve.chunk_tokens,
+                                 self.max_context[agent], self.scoring.temperature, self.scoring.top_p,
+                                 turn_seed(self.rollouts.seed, s), n=k, logprobs=False) for s in states]
         results = self.agents[agent].generate(requests)
         chances = [0.0] * len(states)  # per state: correct answers among candidates, then rollouts after the others
         owner, lookahead = [], []  # the candidates to roll out from, and the state each came from

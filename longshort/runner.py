@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from longshort.config import Config, SolveConfig
@@ -26,18 +27,31 @@ def load_shared_tokenizer(config: Config):
     return long_tok, protocol
 
 
-def start(config: Config, use_ray: bool = True):
+@dataclass(frozen=True)
+class Hosted:
+    """The agents of a run (in Ray actors or in this process) and the tokenizer and protocol they share."""
+
+    agents: dict  # agent name -> longshort.agents.actor.Agent
+    tokenizer: object
+    protocol: Protocol
+
+    def backend(self, agent: str):
+        """The Backend of an agent hosted in this process (a trainer updates its model in place)."""
+        return self.agents[agent].actor.backend
+
+
+def start(config: Config, use_ray: bool = True) -> Hosted:
     """Hosted agents plus the shared tokenizer and protocol, ready for any number of orchestrators."""
     from longshort.agents.actor import start_agents
 
     tokenizer, protocol = load_shared_tokenizer(config)
     agents = start_agents({"long": config.long, "short": config.short}, config.ray if use_ray else None)
-    return agents, tokenizer, protocol
+    return Hosted(agents, tokenizer, protocol)
 
 
-def orchestrator(config: Config, hosted, solve: SolveConfig | None = None) -> Orchestrator:
-    agents, tokenizer, protocol = hosted
-    return Orchestrator(agents, tokenizer, protocol, solve or config.solve, config.sampling, config.scoring)
+def orchestrator(config: Config, hosted: Hosted, solve: SolveConfig | None = None) -> Orchestrator:
+    return Orchestrator(hosted.agents, hosted.tokenizer, hosted.protocol, solve or config.solve, config.sampling,
+                        config.scoring)
 
 
 def transcript_key(record: dict) -> tuple[str, int]:

@@ -2,8 +2,8 @@
 
 It holds the problem, the prompt ids, and every turn as the token ids the agent generated (with their sampling
 log-probs and why generation stopped), plus the open tag the orchestrator forced before it. Everything else is
-derived from it: the context each agent sees next (through a memory policy), token accounting, SFT and RL
-samples, the answer. Text is kept for people; no structure is ever recovered from it.
+derived from it: the context each agent sees next (through the memory policy it records), token accounting, SFT
+and RL samples, the answer. Text is kept for people; no structure is ever recovered from it.
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ class Transcript:
     problem: Problem
     prompt_ids: list[int]
     sample: int = 0  # which of the n samples of this problem
+    router: str = ""  # who decided the writers (longshort/routers.py); "" for a transcript built from a trace
+    memory: str = "unfold"  # the memory policy its agents saw their contexts under (longshort/memory.py)
     turns: list[Turn] = field(default_factory=list)
     answer: str | None = None
     stop_reason: str | None = None  # answered | budget | malformed | timeout | error

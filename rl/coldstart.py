@@ -26,7 +26,7 @@ def tiny_inputs(config: Config):
     from longshort.importance import ScoringInput
 
     rng = random.Random(config.coldstart.seed)
-    train_set = problems(config.tiny)[0][: config.coldstart.traces]
+    train_set = problems(config.tiny).train[: config.coldstart.traces]
     return [ScoringInput(as_problem(p, i), plain_text(long_trace(p, rng))) for i, p in enumerate(train_set)]
 
 
@@ -70,7 +70,7 @@ def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Pa
 def run(config: Config, traces: str | None = None, overwrite: bool = False, eval_limit: int | None = 100,
         dry_run: bool = False, log=print) -> dict:
     from longshort.data.coldstart import synthesize
-    from longshort.demo import evaluate
+    from longshort.eval.run_benchmarks import heldout_results
     from longshort.importance import read_scoring_inputs
     from longshort.runner import start
 
@@ -92,16 +92,16 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
     if config.coldstart.backend == "openrlhf":
         from longshort.rl.openrlhf_sft import launch
 
-        commands = launch(config, data["samples"], hosted[1], out, dry_run, log)
+        commands = launch(config, data["samples"], hosted.tokenizer, out, dry_run, log)
         return {"manifest": data["manifest"], "commands": commands}
     trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}
     after = config.with_model_paths(trained)
     result = {"manifest": data["manifest"], "models": trained}
     if eval_limit and config.tiny is not None:
         log("before cold-start SFT:")
-        pair = (("handoff",), ("unfold", config.coldstart.fold_policy))
-        result["before"] = evaluate(config, eval_limit, out / "eval" / "before", *pair)
+        modes = f"long,short,handoff/unfold,handoff/{config.coldstart.fold_policy}"
+        result["before"] = heldout_results(config, eval_limit, out / "eval" / "before", modes)
         log("after cold-start SFT:")
-        result["after"] = evaluate(after, eval_limit, out / "eval" / "after", *pair)
+        result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
         (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
     return result

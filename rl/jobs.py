@@ -1,4 +1,5 @@
-"""Ray job submission: the exact `ray job submit` command a run is sent to a cluster with."""
+"""Ray job submission: the exact `ray job submit` command a run is sent to a cluster with, and sending an RL run
+itself (``longshort rl --submit``) as a job."""
 from __future__ import annotations
 
 import json
@@ -44,3 +45,23 @@ def submit(command: list[str], dry_run: bool, log=print) -> None:
         if done.returncode:
             raise JobFailedError(f"the job did not succeed: `ray job submit` exited with {done.returncode} (its log "
                                  "is above)")
+
+
+def submit_self(config, address: str, overwrite: bool, eval_limit: int, dry_run: bool, log=print) -> list[str]:
+    """Send this very run to the Ray cluster at ``address`` as a job. Its working directory holds only the config,
+    every path in it resolved here, so the job finds the models and writes ``rl.out_dir`` where this machine would
+    (storage the head node shares)."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    folder = Path(tempfile.mkdtemp(prefix="longshort-job-"))
+    try:
+        (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"source"})))
+        entrypoint = ["longshort", "rl", "--config", "config.yaml", "--eval-limit", str(eval_limit)]
+        command = submit_command(address, folder, entrypoint + (["--overwrite"] if overwrite else []))
+        submit(command, dry_run, log)
+    finally:
+        shutil.rmtree(folder)
+    return command

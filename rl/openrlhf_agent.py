@@ -109,7 +109,7 @@ class AgentExecutor(AgentExecutorBase):
 
                 from longshort.config import load_config
                 from longshort.protocol import Protocol
-                from longshort.rl.synergy import rollout_settings
+                from longshort.rl.experience import rollout_settings
 
                 config = load_config(os.environ["LONGSHORT_CONFIG"])
                 trained = os.environ["LONGSHORT_TRAINED"]
@@ -155,8 +155,8 @@ def episode(transcript, trained: str, config, prompt, label) -> dict:
     from longshort.rl.rewards import rewards
     from longshort.rl.samples import rl_samples
 
-    samples = rl_samples(transcript, trained, "unfold", 0.0)
-    ids = render(transcript, "unfold")
+    samples = rl_samples(transcript, trained, 0.0)
+    ids = render(transcript)
     mask = samples[0].action_mask if samples else [0] * len(ids)
     logprobs = samples[0].logprobs if samples else [0.0] * len(ids)
     ranges, start = [], None

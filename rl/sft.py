@@ -1,50 +1,16 @@
-"""Supervised training of a causal LM on (token ids, loss mask) samples.
+"""Supervised training of a causal LM on (token ids, loss mask) samples (rl/samples.py).
 
 One loop serves the tiny world's pretraining and cold-start SFT: the loss covers only the tokens whose mask is 1,
-averaged over those tokens in the batch.
+averaged over those tokens in the batch (rl/loss.py).
 """
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-
-@dataclass(frozen=True)
-class Sample:
-    input_ids: list[int]
-    loss_mask: list[int]  # 1 where the token is trained on
-
-    def __post_init__(self):
-        if len(self.input_ids) != len(self.loss_mask):
-            raise ValueError(f"sample has {len(self.input_ids)} ids but {len(self.loss_mask)} mask entries")
-
-
-def collate(samples: Sequence[Sample], pad_id: int):
-    """Right-padded ids, attention mask and labels (-100 where no loss)."""
-    import torch
-
-    width = max(len(s.input_ids) for s in samples)
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(samples), width), dtype=torch.long)
-    labels = torch.full((len(samples), width), -100, dtype=torch.long)
-    for row, s in enumerate(samples):
-        n = len(s.input_ids)
-        ids[row, :n] = torch.tensor(s.input_ids)
-        attention[row, :n] = 1
-        labels[row, :n] = torch.where(torch.tensor(s.loss_mask, dtype=torch.bool), ids[row, :n], -100)
-    return ids, attention, labels
-
-
-def masked_lm_loss(model, ids, attention, labels):
-    """Mean next-token cross-entropy over the labelled positions."""
-    import torch
-
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    targets = labels[:, 1:]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+from longshort.rl.samples import Sample
 
 
 def save_atomically(state: dict, path: Path) -> None:
@@ -57,7 +23,7 @@ def save_atomically(state: dict, path: Path) -> None:
     partial.replace(path)
 
 
-def train(
+def train_sft(
     model,
     samples: Sequence[Sample],
     *,
@@ -82,6 +48,9 @@ def train(
     """
     import torch
     from tqdm import tqdm
+
+    from longshort.rl.loss import masked_lm_loss
+    from longshort.rl.samples import sft_batch
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -113,7 +82,7 @@ def train(
     bar = tqdm(range(len(losses), steps), desc=desc, unit="step", mininterval=2.0, initial=len(losses), total=steps)
     for step in bar:
         batch = [samples[i] for i in batches[rng.randrange(len(batches))]]
-        ids, attention, labels = (t.to(device) for t in collate(batch, pad_id))
+        ids, attention, labels = (t.to(device) for t in sft_batch(batch, pad_id))
         loss = masked_lm_loss(model, ids, attention, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}")

@@ -15,7 +15,6 @@ written twice. A non-finite loss stops the run and leaves the last good checkpoi
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def training_problems(config: Config) -> list[Problem]:
         raise ValueError(f"{config.source}: no 'tiny' section, so set rl.problems to a JSONL of training problems")
     from longshort.data.tiny_world import as_problem, problems
 
-    used, train_set = config.coldstart.traces, problems(config.tiny)[0]
+    used, train_set = config.coldstart.traces, problems(config.tiny).train
     if used >= len(train_set):
         raise ValueError(f"{config.source}: cold-start used all {len(train_set)} tiny training problems "
                          f"(coldstart.traces: {used}), so none is left for RL; lower it or set rl.problems")
@@ -55,192 +54,6 @@ def training_problems(config: Config) -> list[Problem]:
 def trained_agents(cfg: RLConfig, step: int) -> tuple[str, ...]:
     """Both agents each step (``joint``), or one per round of ``alternate_every`` steps, the long agent first."""
     return AGENTS if cfg.train == "joint" else (AGENTS[(step // cfg.alternate_every) % 2],)
-
-
-def token_logprobs(model, ids, attention):
-    """Log-prob of each token given those before it: shape (batch, length - 1)."""
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    return logits.gather(-1, ids[:, 1:, None])[..., 0] - logits.logsumexp(-1)
-
-
-def collate(samples, pad_id: int):
-    """Right-padded ids and attention, and per predicted position: action mask, sampling log-probs, advantage."""
-    import torch
-
-    width = max(len(s.input_ids) for s in samples)
-    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(samples), width), dtype=torch.long)
-    mask = torch.zeros((len(samples), width), dtype=torch.float32)
-    old = torch.zeros((len(samples), width), dtype=torch.float32)
-    advantages = torch.zeros((len(samples), width), dtype=torch.float32)
-    for row, s in enumerate(samples):
-        n = len(s.input_ids)
-        ids[row, :n] = torch.tensor(s.input_ids)
-        attention[row, :n] = 1
-        mask[row, :n] = torch.tensor(s.action_mask, dtype=torch.float32)
-        old[row, :n] = torch.tensor(s.logprobs)
-        advantages[row, :n] = torch.tensor(s.advantages)
-    return ids, attention, mask[:, 1:], old[:, 1:], advantages[:, 1:]
-
-
-def policy_loss(new, old, mask, advantages, clip: float, reference=None, kl_coef: float = 0.0):
-    """Summed clipped-surrogate loss over the action tokens (PPO's, on the ratio to the sampling policy), plus
-    ``kl_coef`` times the k3 estimate of KL to ``reference``; every tensor is per token. The caller divides by the
-    batch's action tokens."""
-    import torch
-
-    ratio = torch.exp(new - old)
-    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)
-    per_token = -surrogate
-    kl = torch.zeros_like(new)
-    if reference is not None:
-        log_ratio = reference - new
-        kl = torch.exp(log_ratio) - log_ratio - 1
-        per_token = per_token + kl_coef * kl
-    clipped = ((ratio - 1).abs() > clip).float()
-    stats = {"kl": float((kl * mask).sum().detach()), "clipped": float((clipped * mask).sum())}
-    return (per_token * mask).sum(), stats
-
-
-class Trainer:
-    """The optimizer, the frozen reference and the update of one agent's model."""
-
-    def __init__(self, agent: str, backend, cfg: RLConfig):
-        import copy
-
-        import torch
-
-        self.agent, self.backend, self.cfg = agent, backend, cfg
-        self.model = backend.model
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0,
-                                           betas=(0.9, 0.95))
-        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
-
-    def update(self, samples, step: int) -> dict:
-        """``updates_per_step`` optimizer steps over ``samples``; returns the mean loss, KL and clipped share."""
-        import torch
-
-        totals = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
-        self.model.train()
-        try:
-            for _ in range(self.cfg.updates_per_step):
-                self.optimizer.zero_grad(set_to_none=True)
-                for key, value in self.accumulate(samples, step).items():
-                    totals[key] += value / self.cfg.updates_per_step
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-                self.optimizer.step()
-        finally:
-            self.model.eval()
-        self.backend.weights_changed()
-        return {f"{self.agent}_{key}": round(value, 6) for key, value in totals.items()}
-
-    def accumulate(self, samples, step: int) -> dict:
-        """Gradients of the loss over ``samples`` in micro-batches; each micro-batch's summed loss is divided by
-        the action tokens of all ``samples``, so the result is the mean over every action token of the batch."""
-        import torch
-
-        cfg, device = self.cfg, self.backend.device
-        tokens = sum(sum(s.action_mask) for s in samples)
-        ordered = sorted(samples, key=lambda s: len(s.input_ids))
-        totals = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
-        for start in range(0, len(ordered), cfg.micro_batch_size):
-            batch = ordered[start:start + cfg.micro_batch_size]
-            ids, attention, mask, old, advantages = (t.to(device) for t in collate(batch, self.backend.pad_token_id))
-            new = token_logprobs(self.model, ids, attention)
-            reference = None
-            if self.reference is not None:
-                with torch.no_grad():
-                    reference = token_logprobs(self.reference, ids, attention)
-            loss, stats = policy_loss(new, old, mask, advantages, cfg.clip, reference, cfg.kl_coef)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{self.agent} agent: the loss is {loss.item()} at step {step + 1}")
-            (loss / tokens).backward()
-            totals["loss"] += loss.item() / tokens
-            for key in ("kl", "clipped"):
-                totals[key] += stats[key] / tokens
-        return totals
-
-
-def rollout_settings(config: Config, step: int):
-    """The solve and sampling configs of RL rollouts (both backends): the ``rl`` router and memory policy, sampling at
-    ``rl.temperature`` with a seed per step."""
-    cfg = config.rl
-    memory = config.solve.memory.model_copy(update={"policy": cfg.policy})
-    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory})
-    sampling = config.sampling.model_copy(update={"temperature": cfg.temperature, "top_p": 1.0,
-                                                  "seed": cfg.seed * 1_000_003 + step})
-    return solve, sampling
-
-
-def rollout_step(config: Config, hosted, problems: list[Problem], step: int):
-    """The step's transcripts, rewards and per-agent RL samples."""
-    from longshort.rl.rewards import advantages, rewards
-    from longshort.rl.samples import rl_samples
-    from longshort.runner import orchestrator
-
-    cfg = config.rl
-    chosen = random.Random(f"{cfg.seed}:{step}").sample(problems, min(cfg.problems_per_step, len(problems)))
-    solve, sampling = rollout_settings(config, step)
-    orch = orchestrator(config.model_copy(update={"sampling": sampling}), hosted, solve)
-    transcripts = orch.solve([(p, s) for p in chosen for s in range(cfg.samples_per_problem)])
-    scored = rewards(transcripts, cfg.reward)
-    totals = [r.total for r in scored]
-    credits = turn_credits(config, hosted, transcripts) if cfg.turn_credit else [None] * len(transcripts)
-    samples = {}
-    for agent in AGENTS:
-        agent_advantages = advantages(transcripts, totals, agent, cfg.advantage)
-        samples[agent] = [s for t, a, c in zip(transcripts, agent_advantages, credits) if a is not None
-                          for s in rl_samples(t, agent, cfg.policy, a, c)]
-    return transcripts, scored, samples
-
-
-def turn_credits(config: Config, hosted, transcripts) -> list[list[float]]:
-    """Per transcript and turn: ``rl.turn_credit`` times the change a think turn made to the chance of a right
-    answer (``scoring.rollouts`` answer rollouts before and after it, as the importance scorer measures a thought);
-    0 for other turns and where a state does not fit the scoring model."""
-    import copy
-
-    from longshort.importance import Rollouts
-
-    agents, tokenizer, protocol = hosted
-    rollouts = Rollouts(agents, tokenizer, protocol, config.scoring.model_copy(update={"policy": "answer"}),
-                        config.rl.policy, config.rl.seed)
-    states, where = [], []
-    for n, transcript in enumerate(transcripts):
-        for length in range(len(transcript.turns) + 1):
-            state = copy.copy(transcript)
-            state.turns = transcript.turns[:length]
-            if rollouts.fits(state):
-                states.append(state)
-                where.append((n, length))
-    chance = dict(zip(where, (e.accuracy for e in rollouts.estimate(states))))
-    credits = []
-    for n, transcript in enumerate(transcripts):
-        credits.append([config.rl.turn_credit * (chance[(n, i + 1)] - chance[(n, i)])
-                        if turn.kind == "think" and (n, i) in chance and (n, i + 1) in chance else 0.0
-                        for i, turn in enumerate(transcript.turns)])
-    return credits
-
-
-def long_share(long_tokens: float, short_tokens: float) -> float:
-    """The long agent's share of the pair's generated tokens."""
-    return long_tokens / max(long_tokens + short_tokens, 1e-9)
-
-
-def step_metrics(step: int, transcripts, scored) -> dict:
-    n = len(transcripts)
-    long_tokens = sum(t.tokens("long") for t in transcripts) / n
-    short_tokens = sum(t.tokens("short") for t in transcripts) / n
-    return {
-        "step": step + 1,
-        "reward": round(sum(r.total for r in scored) / n, 5),
-        "accuracy": round(sum(r.correct for r in scored) / n, 5),
-        "answered": round(sum(r.valid for r in scored) / n, 5),
-        "long_tokens": round(long_tokens, 3),
-        "short_tokens": round(short_tokens, 3),
-        "long_share": round(long_share(long_tokens, short_tokens), 5),
-        "folds": round(sum(t.folds for t in transcripts) / n, 3),
-    }
 
 
 def _keep_rows(path: Path, last_step: int) -> list[dict]:
@@ -258,14 +71,17 @@ def _keep_rows(path: Path, last_step: int) -> list[dict]:
     return rows
 
 
-def train(config: Config, out: Path, log=print) -> list[dict]:
+def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     """The local backend's RL loop; returns the metrics rows of every step."""
     import torch
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    from longshort.eval.report import plot_training
     from longshort.jsonl import Appender
+    from longshort.rl.experience import rollout_step, step_metrics
     from longshort.rl.sft import save_atomically
+    from longshort.rl.trainer import PolicyTrainer
     from longshort.runner import start
 
     cfg = config.rl
@@ -275,8 +91,7 @@ def train(config: Config, out: Path, log=print) -> list[dict]:
                              f"set {agent}.backend: hf (or rl.backend: openrlhf)")
     problems = training_problems(config)
     hosted = start(config, use_ray=False)
-    backends = {agent: hosted[0][agent].actor.backend for agent in AGENTS}
-    trainers = {agent: Trainer(agent, backends[agent], cfg) for agent in AGENTS}
+    trainers = {agent: PolicyTrainer(agent, hosted.backend(agent), cfg) for agent in AGENTS}
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "checkpoint" / "state.pt"
     done = 0
@@ -322,59 +137,14 @@ def train(config: Config, out: Path, log=print) -> list[dict]:
         board.close()
     for agent, trainer in trainers.items():
         trainer.model.save_pretrained(out / agent)
-        backends[agent].tokenizer.save_pretrained(out / agent)
-    plot_rewards(rows, out / "reward.png")
+        hosted.tokenizer.save_pretrained(out / agent)
+    plot_training(rows, out / "reward.png")
     return rows
-
-
-def plot_rewards(rows: list[dict], path: Path) -> None:
-    """Mean reward (and accuracy, long-token share) per step, with a moving average."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["step"] for r in rows]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for axis, key in zip(axes, ("reward", "accuracy", "long_share")):
-        values = [r[key] for r in rows]
-        window = max(1, len(values) // 10)
-        smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
-                  for i in range(len(values))]
-        axis.plot(steps, values, alpha=0.35, label="per step")
-        axis.plot(steps, smooth, label=f"mean of {window}")
-        axis.set_xlabel("step")
-        axis.set_title(key.replace("_", " "))
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def submit_self(config: Config, address: str, overwrite: bool, eval_limit: int, dry_run: bool, log=print) -> list[str]:
-    """Send this very run to the Ray cluster at ``address`` as a job. Its working directory holds only the config,
-    every path in it resolved here, so the job finds the models and writes ``rl.out_dir`` where this machine would
-    (storage the head node shares)."""
-    import shutil
-    import tempfile
-
-    import yaml
-
-    from longshort.rl.jobs import submit, submit_command
-
-    folder = Path(tempfile.mkdtemp(prefix="longshort-job-"))
-    try:
-        (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"source"})))
-        entrypoint = ["longshort", "rl", "--config", "config.yaml", "--eval-limit", str(eval_limit)]
-        command = submit_command(address, folder, entrypoint + (["--overwrite"] if overwrite else []))
-        submit(command, dry_run, log)
-    finally:
-        shutil.rmtree(folder)
-    return command
 
 
 def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, dry_run: bool = False,
         submit: str | None = None, log=print) -> dict:
+    from longshort.rl.jobs import submit_self
     from longshort.rl.runs import claim, fingerprint
 
     cfg, out = config.rl, Path(config.rl.out_dir)
@@ -390,18 +160,19 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
         from longshort.rl.openrlhf_rl import launch
 
         return {"commands": launch(begin, out, dry_run, log)}
-    rows = train(begin, out, log)
+    rows = train_rl(begin, out, log)
     result = {"steps": len(rows), "first_reward": rows[0]["reward"], "last_reward": rows[-1]["reward"]}
     if eval_limit and config.tiny is not None:
         after = begin.with_model_paths({agent: out / agent for agent in AGENTS})
-        from longshort.demo import evaluate
+        from longshort.eval.modes import mode_name
+        from longshort.eval.run_benchmarks import heldout_results
 
-        pair = ((cfg.router,), (cfg.policy,))
+        pair = mode_name(cfg.router, cfg.policy)
+        modes = ",".join(dict.fromkeys(["long", "short", pair]))
         log("before RL:")
-        result["before"] = evaluate(begin, eval_limit, out / "eval" / "before", *pair)
+        result["before"] = heldout_results(begin, eval_limit, out / "eval" / "before", modes)
         log("after RL:")
-        result["after"] = evaluate(after, eval_limit, out / "eval" / "after", *pair)
-        pair = f"{cfg.router}/{cfg.policy}"
+        result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
         result["change"] = change(result["before"][pair], result["after"][pair])
         (out / "eval" / "summary.json").write_text(json.dumps(result, indent=2))
         c = result["change"]
@@ -412,9 +183,11 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
 
 def change(before: dict, after: dict) -> dict:
     """Accuracy and long-token share of the pair before and after RL."""
+    from longshort.rl.experience import long_share
+
     def share(row: dict) -> float:
         return long_share(row["long_tokens"], row["short_tokens"])
 
-    return {"accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
+    return {"accuracy_before": before["pass@1"], "accuracy_after": after["pass@1"],
             "long_share_before": share(before), "long_share_after": share(after),
             "long_share_change": share(after) / max(share(before), 1e-9) - 1}

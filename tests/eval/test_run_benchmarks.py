@@ -94,7 +94,7 @@ def test_context_per_turn_restarts_from_the_summary_after_a_fold(run):
     assert folded, f"no transcript in {path} folded"
     checked = 0
     for t in folded:
-        curve = context_per_turn(t, "fold-restart")
+        curve = context_per_turn(t)
         assert len(curve) == len(t.turns) and curve[0] == len(t.prompt_ids) + len(t.turns[0].ids)
         for i, turn in enumerate(t.turns[:-1]):
             if turn.kind == "summary":

@@ -10,7 +10,8 @@ import pytest
 
 from longshort.chunking import Chunk
 from longshort.config import ScoringConfig
-from longshort.importance import Estimate, hoeffding, read_scoring_inputs, score_chunks, score_file
+from longshort.importance import read_scoring_inputs, score_chunks, score_file
+from longshort.rollouts import Estimate, hoeffding
 
 
 def _chunk(tokens: int) -> Chunk:

@@ -7,11 +7,22 @@ import time
 import pytest
 
 from longshort.agents.actor import AgentDiedError
-from longshort.demo import PAIR_ROUTERS, heldout, modes
+from longshort.eval.modes import mode_table
 from longshort.memory import POLICIES, render
 from longshort.transcript import Transcript
 
 STOPS = {"answered", "budget", "malformed", "timeout", "error"}
+PAIR_ROUTERS = ("alternate", "handoff", "mc")
+
+
+def heldout(config, limit: int):
+    from longshort.data.benchmarks import load_benchmark
+
+    return load_benchmark("synthetic", limit=limit, tiny=config.tiny)
+
+
+def modes(config):
+    return mode_table(config, ",".join(["long", "short"] + [f"{r}/{p}" for r in PAIR_ROUTERS for p in POLICIES]))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +60,7 @@ def test_every_mode_finishes_every_problem_with_a_reason(solved):
 
 
 def test_turn_order_follows_the_router(solved, hosted):
-    protocol = hosted[2]
+    protocol = hosted.protocol
     for name, transcripts in solved.items():
         for t in transcripts:
             writers = [turn.agent for turn in t.turns if turn.kind != "summary"]
@@ -103,7 +114,7 @@ class Slowed:
 def test_the_mc_routers_lookahead_counts_as_model_time_not_the_orchestrators(tiny_config, hosted):
     from longshort.orchestrator import Orchestrator
 
-    agents, tokenizer, protocol = hosted
+    agents, tokenizer, protocol = hosted.agents, hosted.tokenizer, hosted.protocol
     slowed = {name: Slowed(agent, 0.05) for name, agent in agents.items()}
     orch = Orchestrator(slowed, tokenizer, protocol, modes(tiny_config)["mc/unfold"], tiny_config.sampling,
                         tiny_config.scoring)
@@ -193,13 +204,13 @@ def test_actor_dying_mid_run_keeps_finished_transcripts_and_a_rerun_resumes(tiny
     def kill_short_after_first(transcript):
         if not killed:
             killed.append(transcript.problem.id)
-            local_ray.kill(hosted[0]["short"].handle)
+            local_ray.kill(hosted.agents["short"].handle)
 
     with pytest.raises(AgentDiedError, match="agent 'short' died"):
         solve_file(orchestrator(tiny_config, hosted, solve), problems, output, on_done=kill_short_after_first)
     first = [json.loads(line)["problem"]["id"] for line in open(output)]
     assert killed[0] in first and len(first) < len(problems)
-    local_ray.kill(hosted[0]["long"].handle)  # give its CPU back, as a rerun in a new process would find it
+    local_ray.kill(hosted.agents["long"].handle)  # give its CPU back, as a rerun in a new process would find it
     solve_file(orchestrator(tiny_config, start(tiny_config, use_ray=True), solve), problems, output)
     ids = [json.loads(line)["problem"]["id"] for line in open(output)]
     assert sorted(ids) == sorted(p.id for p in problems)

@@ -27,7 +27,7 @@ def test_split_gives_thoughts_over_the_threshold_to_long_and_the_first_always():
 
 
 def test_transcripts_follow_the_handoff_protocol_and_each_agent_learns_only_its_tokens(hosted):
-    _, tokenizer, protocol = hosted
+    tokenizer, protocol = hosted.tokenizer, hosted.protocol
     texts = [("long", "op1: +1. 1+1=2."), ("long", "Check: 1+1=2. Yes."), ("short", "Let me go on."),
              ("short", "Hmm."), ("long", "So x=2.")]
     pieces = [(agent, tokenizer.encode(text, add_special_tokens=False)) for agent, text in texts]
@@ -79,7 +79,7 @@ def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted
     assert manifest["counts"]["used"] == 24 and manifest["counts"]["folded"] > 0
     transcripts = [Transcript.from_dict(json.loads(line)) for line in open(out / "transcripts.jsonl")]
     assert len(transcripts) == 48  # each trace unfolded, and again folded
-    protocol = hosted[2]
+    protocol = hosted.protocol
     for t in transcripts:
         assert t.turns[0].agent == "long" and t.turns[-1].kind == "answer" and t.answer == t.problem.answer
         for u in t.turns:
@@ -110,7 +110,7 @@ def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized
     import torch
     from transformers import AutoModelForCausalLM
 
-    from longshort.rl.sft import train
+    from longshort.rl.sft import train_sft
 
     samples = synthesized[1]["samples"]["short"]
     kw = dict(steps=12, batch_size=8, learning_rate=1e-3, pad_id=0, seed=3, checkpoint_every=5)
@@ -119,7 +119,7 @@ def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized
         return AutoModelForCausalLM.from_pretrained(tiny_config.short.path)
 
     whole = fresh()
-    train(whole, samples, checkpoint_dir=tmp_path / "whole", **kw)
+    train_sft(whole, samples, checkpoint_dir=tmp_path / "whole", **kw)
 
     class Killed(Exception):
         pass
@@ -129,9 +129,9 @@ def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized
             raise Killed
 
     with pytest.raises(Killed):
-        train(fresh(), samples, checkpoint_dir=tmp_path / "killed", on_step=die_at_7, **kw)
+        train_sft(fresh(), samples, checkpoint_dir=tmp_path / "killed", on_step=die_at_7, **kw)
     resumed = fresh()
-    losses = train(resumed, samples, checkpoint_dir=tmp_path / "killed", **kw)
+    losses = train_sft(resumed, samples, checkpoint_dir=tmp_path / "killed", **kw)
     assert len(losses) == 12
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name

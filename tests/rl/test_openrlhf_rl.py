@@ -158,7 +158,7 @@ def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int):
 
     async def solve_all():
         jobs = []
-        for i, p in enumerate(problems(tiny_config.tiny)[0][:count]):
+        for i, p in enumerate(problems(tiny_config.tiny).train[:count]):
             problem = as_problem(p, i)
             jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
                                          engine.backend.tokenizer, engine))
@@ -199,7 +199,7 @@ def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_traine
 
     seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 4)
     for out in results:
-        (ours,) = rl_samples(seen[json.loads(out["label"])["id"]], "short", "unfold", 0.0)
+        (ours,) = rl_samples(seen[json.loads(out["label"])["id"]], "short", 0.0)
         experience = SamplesGenerator._process_response_into_experience(None, out, max_len=512)
         assert experience.sequences[0].tolist() == ours.input_ids
         assert experience.action_mask[0].tolist() == ours.action_mask[1:]  # its mask is shifted by one
@@ -228,7 +228,7 @@ def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, tmp_
         model=tiny_config.short.path, dtype="float32", max_model_len=512, enable_prefix_caching=True, seed=0,
         num_gpus=0, agent_func_path=str(REPO / agent_file()), **device)
     tokenizer = load_tokenizer(tiny_config.short.path)
-    problem = as_problem(problems(tiny_config.tiny)[0][0], 0)
+    problem = as_problem(problems(tiny_config.tiny).train[0], 0)
     params = vllm.SamplingParams(temperature=1.0, max_tokens=None, min_tokens=1, skip_special_tokens=False)
     episodes = ray.get(engine.generate_responses.remote(problem.question, json.dumps(problem.to_dict()), params, 512,
                                                         tokenizer, num_samples=4), timeout=300)

@@ -1,4 +1,4 @@
-"""Synergy RL on the tiny world with the real tiny models: the loss, a run, resume after a kill, faults."""
+"""Synergy RL on the tiny world with the real tiny models: a run, resume after a kill, faults, rollout steps."""
 from __future__ import annotations
 
 import json
@@ -16,71 +16,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
-
-
-def test_the_clipped_loss_stops_pushing_a_ratio_past_the_clip_and_counts_only_action_tokens():
-    import torch
-
-    from longshort.rl.synergy import policy_loss
-
-    old = torch.zeros(1, 4)
-    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
-    new = torch.tensor([[5.0, 0.0, 0.5, -0.5]], requires_grad=True)  # ratios e^0, e^0.5 (past 1.2), e^-0.5
-    loss, stats = policy_loss(new, old, mask, torch.ones(1, 4), clip=0.2)
-    loss.backward()
-    grad = new.grad[0].tolist()
-    assert grad[0] == 0.0  # the prompt token is not the agent's
-    assert grad[1] == pytest.approx(-1.0)  # d(-ratio)/d(logp) at ratio 1
-    assert grad[2] == 0.0  # a positive advantage no longer raises a ratio already above 1 + clip
-    assert grad[3] == pytest.approx(-torch.exp(torch.tensor(-0.5)).item())  # below 1 - clip it still pulls up
-    assert stats["clipped"] == 2.0
-    new.grad = None
-    reference = torch.tensor([[0.0, 0.0, 0.5, -0.5]])
-    loss, stats = policy_loss(new, old, mask, torch.zeros(1, 4), clip=0.2, reference=reference, kl_coef=1.0)
-    assert loss.item() == pytest.approx(0.0, abs=1e-6) and stats["kl"] == pytest.approx(0.0, abs=1e-6)
-
-
-def test_the_kl_term_is_k3_and_a_negative_advantage_stops_pulling_below_the_clip():
-    import math
-
-    import torch
-
-    from longshort.rl.synergy import policy_loss
-
-    old, mask = torch.zeros(1, 2), torch.ones(1, 2)
-    new = torch.tensor([[-0.5, 0.1]], requires_grad=True)  # ratios e^-0.5 (below 1 - clip) and e^0.1
-    reference = torch.tensor([[0.2, -0.3]])
-    loss, stats = policy_loss(new, old, mask, -torch.ones(1, 2), clip=0.2, reference=reference, kl_coef=0.5)
-    k3 = [math.exp(r - n) - (r - n) - 1 for r, n in ((0.2, -0.5), (-0.3, 0.1))]
-    surrogate = [-1.0 * 0.8, -1.0 * math.exp(0.1)]  # min(r A, clip(r) A) with A = -1: the clipped value, then r A
-    assert loss.item() == pytest.approx(-sum(surrogate) + 0.5 * sum(k3), rel=1e-5)
-    assert stats["kl"] == pytest.approx(sum(k3), rel=1e-5)
-    loss.backward()
-    # below 1 - clip a negative advantage no longer pushes down: only the KL pulls, towards the reference
-    assert new.grad[0, 0].item() == pytest.approx(0.5 * (1 - math.exp(0.2 + 0.5)), rel=1e-5)
-
-
-def test_micro_batches_give_the_gradient_of_the_whole_batch(tiny_config):
-    import torch
-
-    from longshort.agents.hf_backend import HFBackend
-    from longshort.rl.samples import RLSample
-    from longshort.rl.synergy import Trainer
-
-    rng = torch.Generator().manual_seed(0)
-    samples = []
-    for length, advantage in ((9, 1.0), (14, -0.5), (6, 2.0), (11, 0.3)):
-        ids = torch.randint(0, 200, (length,), generator=rng).tolist()
-        mask = [0] * 3 + [1] * (length - 3)
-        samples.append(RLSample(ids, mask, [m * -1.5 for m in mask], [advantage] * length))
-    grads = []
-    for micro in (1, 4):
-        config = tiny_config.rl.model_copy(update={"micro_batch_size": micro, "kl_coef": 0.1})
-        trainer = Trainer("long", HFBackend(tiny_config.long, "long"), config)
-        trainer.model.zero_grad()
-        trainer.accumulate(samples, 0)
-        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
-    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
 def rl_config(tmp_path, name: str, **rl) -> str:
@@ -147,7 +82,8 @@ def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(ti
 
 def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_per_segment(tiny_config, tmp_path):
     from longshort.config import load_config
-    from longshort.rl.synergy import rollout_step, train, training_problems
+    from longshort.rl.experience import rollout_step
+    from longshort.rl.synergy import train_rl, training_problems
     from longshort.runner import start
 
     path = rl_config(tmp_path, "alt", steps=2, train="alternate", alternate_every=1, policy="fold-restart")
@@ -155,7 +91,7 @@ def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_
     data["solve"]["memory"] |= {"segment_budget": 12, "fold_after": 8}  # fold often
     open(path, "w").write(yaml.safe_dump(data))
     config = load_config(path)
-    rows = train(config, tmp_path / "alt", log=lambda *_: None)
+    rows = train_rl(config, tmp_path / "alt", log=lambda *_: None)
     assert [r["trained"] for r in rows] == [["long"], ["short"]]
     assert "short_loss" not in rows[0] and "long_loss" not in rows[1]
     assert all(r["folds"] > 0 for r in rows)
@@ -169,7 +105,8 @@ def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_
 
 def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answer(tiny_config, tmp_path):
     from longshort.config import load_config
-    from longshort.rl.synergy import rollout_step, training_problems, turn_credits
+    from longshort.rl.experience import rollout_step, turn_credits
+    from longshort.rl.synergy import training_problems
     from longshort.runner import start
 
     config = load_config(rl_config(tmp_path, "credit", turn_credit=0.5))

@@ -1,0 +1,60 @@
+"""Modes: each agent alone, and the pair under a router and a memory policy; one table, driven by the config.
+
+A mode is a solve config. ``long`` and ``short`` are the single-model baselines (that agent writes every turn,
+unfolded); ``longshort`` expands to every router × memory policy of the config's ``eval`` section; a pair mode can
+also be named alone, as ``handoff/fold-append``. A transcript records its router and memory policy, so the mode it
+was solved in is read back from it (``mode_of``), which is how a report is built from any transcripts file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from longshort.config import Config, SolveConfig
+
+SOLO_MODES = ("long", "short")
+
+
+def mode_name(router: str, memory: str) -> str:
+    """``long`` / ``short`` for an agent alone (unfolded), else ``router/memory``."""
+    return router if router in SOLO_MODES and memory == "unfold" else f"{router}/{memory}"
+
+
+def mode_of(transcript) -> str:
+    return mode_name(transcript.router, transcript.memory)
+
+
+def solve_config(config: Config, router: str, memory: str) -> SolveConfig:
+    """The config's solve section with this router and memory policy, checked as a config key is."""
+    data = config.solve.model_dump()
+    data["router"], data["memory"]["policy"] = router, memory
+    return SolveConfig.model_validate(data)
+
+
+def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str, SolveConfig]:
+    """Mode name -> solve config for a comma-separated list of modes."""
+    table = {}
+    for name in [m.strip() for m in names.split(",") if m.strip()]:
+        if name in SOLO_MODES:
+            pairs = [(name, "unfold")]
+        elif name == "longshort":
+            pairs = [(r, p) for r in config.eval.routers for p in config.eval.policies]
+        elif "/" in name:
+            pairs = [tuple(name.split("/", 1))]
+        else:
+            raise ValueError(f"unknown mode '{name}': use long, short, longshort or router/policy")
+        for router, memory in pairs:
+            try:
+                table[mode_name(router, memory)] = solve_config(config, router, memory)
+            except ValueError as e:
+                raise ValueError(f"mode '{name}': {e}") from None
+    return table
+
+
+def mode_file(mode: str) -> str:
+    """The file a mode's transcripts go to (``handoff/fold-append`` -> ``handoff+fold-append.jsonl``)."""
+    return f"{mode.replace('/', '+')}.jsonl"
+
+
+def transcript_file(run: Path, benchmark: str, mode: str) -> Path:
+    """Where a benchmark run keeps one benchmark × mode's transcripts."""
+    return Path(run) / "transcripts" / benchmark / mode_file(mode)

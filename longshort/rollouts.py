@@ -1,0 +1,100 @@
+"""Answer rollouts: the chance that a transcript state ends in a right answer, estimated by K rollouts of one agent.
+
+From a state, the agent opens a new turn with ``scoring.answer_prompt`` and writes at most
+``scoring.answer_tokens``; the text between its answer tags is graded against the problem's gold answer. This is
+the cheap estimator the importance scorer (longshort/importance.py), the ``mc`` router and RL turn credit share;
+the scorer's costlier ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
+
+A state's K rollouts are one request with ``n = K`` and all states go to the backend in one batch, so a backend
+with prefix reuse prefills each state once. ``stats`` counts the prompt tokens computed against a naive
+re-encoding of every rollout's prompt.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from longshort.config import ScoringConfig
+from longshort.memory import render
+from longshort.transcript import Transcript
+from longshort.turns import turn_seed
+
+
+@dataclass(frozen=True)
+class Estimate:
+    correct: int
+    rollouts: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.rollouts
+
+
+def hoeffding(rollouts: int, confidence: float) -> float:
+    """Half-width t with P(|mean - p| >= t) <= 1 - confidence, for the mean of ``rollouts`` draws in [0, 1]."""
+    return math.sqrt(math.log(2 / (1 - confidence)) / (2 * rollouts))
+
+
+class Rollouts:
+    """K answer rollouts of ``scoring.agent`` from each state, graded against the gold answer (training data:
+    importance labels, turn credit, router labels)."""
+
+    def __init__(self, agents: dict, tokenizer, protocol, scoring: ScoringConfig, seed: int = 0,
+                 max_context: int | None = None):
+        self.agents, self.tokenizer, self.protocol = agents, tokenizer, protocol
+        self.scoring, self.seed = scoring, seed
+        self.max_context = max_context or agents[scoring.agent].info()["max_context"]
+        self.answer_prompt = tokenizer.encode(scoring.answer_prompt, add_special_tokens=False)
+        self.stats = {"prefill_tokens": 0, "naive_prefill_tokens": 0, "rollouts": 0, "rollout_tokens": 0,
+                      "seconds": 0.0}
+
+    def context(self, state: Transcript) -> list[int]:
+        """The prompt of an answer rollout from ``state``."""
+        return render(state) + [self.protocol.open_id(self.scoring.agent)] + self.answer_prompt
+
+    def fits(self, state: Transcript) -> bool:
+        """Whether a rollout from ``state`` has room in the scoring model's context."""
+        return len(self.context(state)) + self.room() <= self.max_context
+
+    def room(self) -> int:
+        """New tokens a rollout needs past its prompt."""
+        return self.scoring.answer_tokens
+
+    def estimate(self, states: list[Transcript], k: int | None = None) -> list[Estimate]:
+        """K rollouts from each state (``k`` overrides the configured K), all in one batch."""
+        k = k or self.scoring.rollouts
+        if not states:
+            return []
+        start = time.perf_counter()
+        correct = self._correct(states, k)
+        self.stats["rollouts"] += k * len(states)
+        self.stats["seconds"] += time.perf_counter() - start
+        return [Estimate(c, k) for c in correct]
+
+    def _correct(self, states: list[Transcript], k: int) -> list[int]:
+        """Per state, how many of its K rollouts end in the gold answer."""
+        from longshort.agents.backend import GenerationRequest
+        from longshort.grader import grade
+
+        p, cfg = self.protocol, self.scoring
+        requests = [GenerationRequest(self.context(s), cfg.answer_tokens, (p.answer_close_id, p.close_id(cfg.agent)),
+                                      cfg.temperature, cfg.top_p, turn_seed(self.seed, s), n=k, logprobs=False)
+                    for s in states]
+        results = self.agents[cfg.agent].generate(requests)
+        correct = []
+        for state, result in zip(states, results):
+            self.stats["prefill_tokens"] += result.prefill_tokens
+            self.stats["naive_prefill_tokens"] += result.prompt_tokens * k
+            hits = 0
+            for completion in result.completions:
+                self.stats["rollout_tokens"] += len(completion.token_ids)
+                answer = self.answer_text(completion.token_ids)
+                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
+            correct.append(hits)
+        return correct
+
+    def answer_text(self, ids: list[int]) -> str | None:
+        """The decoded text between the answer tags, when the completion closed them."""
+        answer = self.protocol.answer_ids(ids[:-1]) if ids[-1:] == [self.protocol.answer_close_id] else None
+        return None if answer is None else self.tokenizer.decode(answer).strip()
