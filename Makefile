@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-vllm tiny smollm2 train-coldstart rl eval bench clean
+.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 train-coldstart rl eval bench clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,10 @@ bench: install
 
 test: install
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+
+# The model-free tests (no tiny world, no model, no Ray): seconds, for the edit-test loop
+test-fast: install
+	$(PY) -m pytest -m "not heavy and not vllm and not gpu" -q $(PYTEST_ARGS)
 
 # The VLLMBackend tests, in their own process: starting vLLM changes the process environment (LD_PRELOAD).
 test-vllm: install-vllm

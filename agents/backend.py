@@ -14,7 +14,7 @@ Conventions shared by all backends:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 
@@ -69,7 +69,6 @@ class GenerationResult:
     prompt_tokens: int
     prefill_tokens: int  # prompt tokens the engine computed for this request; fewer when a prefix was reused
     seconds: float = 0.0
-    meta: dict = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -176,7 +176,6 @@ class HFBackend:
                 prompt_tokens=len(r.prompt_ids),
                 prefill_tokens=prefill[i],
                 seconds=seconds,
-                meta={"batch_rows": len(rows)},
             )
             for i, r in enumerate(requests)
         ]

@@ -110,7 +110,6 @@ class VLLMBackend:
                     prompt_tokens=len(request.prompt_ids),
                     prefill_tokens=len(request.prompt_ids) - (output.num_cached_tokens or 0),
                     seconds=seconds,
-                    meta={"batch_requests": len(requests)},
                 )
             )
         return results

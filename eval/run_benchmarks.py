@@ -41,15 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def with_overrides(config, args):
     """The config with the command line's sampling and budget overrides, validated like the file."""
-    from longshort.config import Config
+    from longshort.config import override
 
-    data = config.model_dump()
-    for key, value in (("temperature", args.temperature), ("top_p", args.top_p)):
-        if value is not None:
-            data["sampling"][key] = value
-    if args.max_tokens is not None:
-        data["solve"]["max_long_tokens"] = data["solve"]["max_short_tokens"] = args.max_tokens
-    return Config.model_validate(data)
+    return override(config, {"sampling.temperature --temperature": args.temperature,
+                             "sampling.top_p --top-p": args.top_p,
+                             "solve.max_long_tokens --max-tokens": args.max_tokens,
+                             "solve.max_short_tokens --max-tokens": args.max_tokens})
 
 
 def versions() -> dict:
@@ -89,7 +86,7 @@ def evaluate(config, problems: dict, table: dict, out: Path, hosted, samples: in
                 spent["tokens"] += sum(t.tokens() for t in new)
             timing_path.write_text(json.dumps(timing, indent=2))
     transcripts = load_transcripts(out, table, problems, samples)
-    summary = summarize(out, config, command or {}, table, transcripts, timing)
+    summary = write_summary(out, config, command or {}, table, transcripts, timing)
     write_reports(out, summary, transcripts, config)
     return summary
 
@@ -110,7 +107,7 @@ def load_transcripts(out: Path, table, problems, samples: int) -> dict:
     return loaded
 
 
-def summarize(out: Path, config, command: dict, table, transcripts: dict, timing) -> dict:
+def write_summary(out: Path, config, command: dict, table, transcripts: dict, timing) -> dict:
     """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
     from longshort.eval.metrics import mode_metrics
 

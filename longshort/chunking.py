@@ -176,7 +176,7 @@ def chunk_file(traces: list[tuple[str, str]], output: str | Path, tokenizer, con
     return len(todo)
 
 
-def summarize(output: str | Path) -> str:
+def chunk_stats(output: str | Path) -> str:
     """The traces and chunks in ``output`` and the spread of chunk lengths."""
     with open(output, encoding="utf-8") as f:
         records = [json.loads(line) for line in f]

@@ -63,16 +63,15 @@ def print_transcript(transcript, colour: bool) -> None:
 
 
 def _solve(args) -> int:
-    from longshort.config import load_config
+    from longshort.config import load_config, override
     from longshort.jsonl import read_problems
     from longshort.problem import Problem
     from longshort.runner import orchestrator, solve_file, start
 
-    config = load_config(args.config)
-    overrides = {k: v for k, v in (("router", args.router), ("concurrency", args.concurrency)) if v}
-    solve = config.solve.model_copy(update=overrides)
-    if args.memory:
-        solve = solve.model_copy(update={"memory": solve.memory.model_copy(update={"policy": args.memory})})
+    config = override(load_config(args.config), {"solve.router --router": args.router,
+                                                 "solve.concurrency --concurrency": args.concurrency,
+                                                 "solve.memory.policy --memory": args.memory})
+    solve = config.solve
     if args.question is not None:
         if args.input:
             raise ValueError("give a question or --input, not both")
@@ -91,7 +90,7 @@ def _solve(args) -> int:
 
 def _chunk(args) -> int:
     from longshort.agents.hf_backend import load_tokenizer
-    from longshort.chunking import chunk_file, summarize
+    from longshort.chunking import chunk_file, chunk_stats
     from longshort.config import load_config
     from longshort.jsonl import read_traces
 
@@ -106,25 +105,19 @@ def _chunk(args) -> int:
         agent = config.chunking.group_by
         grouper = start_agents({agent: config.model(agent)}, None)[agent]
     written = chunk_file(traces, args.output, tokenizer, config.chunking, grouper)
-    print(f"chunked {written} new traces into {args.output}; {summarize(args.output)}")
+    print(f"chunked {written} new traces into {args.output}; {chunk_stats(args.output)}")
     return 0
 
 
 def _score(args) -> int:
     import json
 
-    from longshort.config import ConfigError, ScoringConfig, load_config
+    from longshort.config import load_config, override
     from longshort.importance import read_scoring_inputs, score_file
     from longshort.runner import start
 
-    config = load_config(args.config)
-    if args.rollouts is not None or args.policy:
-        overrides = {"rollouts": args.rollouts, "policy": args.policy}
-        data = config.scoring.model_dump() | {k: v for k, v in overrides.items() if v is not None}
-        try:
-            config = config.model_copy(update={"scoring": ScoringConfig.model_validate(data)})
-        except ValueError as e:
-            raise ConfigError(f"--rollouts/--policy: {e.errors()[0]['msg']}") from None
+    config = override(load_config(args.config), {"scoring.rollouts --rollouts": args.rollouts,
+                                                 "scoring.policy --policy": args.policy})
     inputs = read_scoring_inputs(args.input, skip_bad=args.skip_bad, default_kind=args.kind)
     stats = score_file(config, start(config, use_ray=not args.no_ray), inputs, args.output)
     print(json.dumps({k: round(v, 2) for k, v in stats.items()}), file=sys.stderr)
@@ -219,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL of transcripts, appended as each finishes; a rerun skips done ids")
     p.add_argument("--n", type=int, default=1, help="samples per problem")
     p.add_argument("--router", help="override solve.router")
-    p.add_argument("--memory", choices=["unfold", "fold-restart", "fold-append"], help="override solve.memory.policy")
+    p.add_argument("--memory", help="override solve.memory.policy (unfold, fold-restart, fold-append, ...)")
     p.add_argument("--concurrency", type=int, help="override solve.concurrency (transcripts decoded together)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")

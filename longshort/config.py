@@ -6,14 +6,54 @@ to a silent default. Relative paths in a config resolve against the config file'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used, with the file and key named."""
+
+
+def _registered(kind: str, registry):
+    """A validator that accepts only the names ``registry()`` (a name -> implementation mapping) holds: the names
+    come from the registries themselves, so a new router or policy is known to the config as soon as it exists."""
+    def check(name: str) -> str:
+        known = registry()
+        if name not in known:
+            raise ValueError(f"unknown {kind} '{name}'; known: {', '.join(sorted(known))}")
+        return name
+
+    return AfterValidator(check)
+
+
+def _routers():
+    from longshort.routers import ROUTERS
+
+    return ROUTERS
+
+
+def _policies():
+    from longshort.memory import POLICIES
+
+    return POLICIES
+
+
+def _fold_policies():
+    return {name: policy for name, policy in _policies().items() if name != "unfold"}
+
+
+def _estimators():
+    from longshort.rl.rewards import ESTIMATORS
+
+    return ESTIMATORS
+
+
+Router = Annotated[str, _registered("router", _routers)]
+MemoryPolicy = Annotated[str, _registered("memory policy", _policies)]
+FoldPolicy = Annotated[str, _registered("folding memory policy", _fold_policies)]
+Estimator = Annotated[str, _registered("advantage estimator", _estimators)]
 
 
 class Strict(BaseModel):
@@ -48,9 +88,8 @@ class ModelConfig(Strict):
 
 
 class SamplingConfig(Strict):
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int = 0
 
 
@@ -104,7 +143,7 @@ class MemoryConfig(Strict):
     tokens, as cold-start fold data closes a segment at the first thought that reaches ``coldstart.segment_tokens``;
     ``segment_budget`` is the hard cap, where a turn still running is cut and the summary forced."""
 
-    policy: Literal["unfold", "fold-restart", "fold-append"] = "unfold"
+    policy: MemoryPolicy = "unfold"
     segment_budget: int = Field(default=96, ge=1)  # most think tokens in one segment
     fold_after: int | None = Field(default=None, ge=1)  # null: fold only at segment_budget
     summary_cap: int = 32  # most tokens of one summary
@@ -126,7 +165,7 @@ class MemoryConfig(Strict):
 class SolveConfig(Strict):
     """How the orchestrator runs one mode: who writes, what each agent sees, and the budgets."""
 
-    router: str = "alternate"
+    router: Router = "alternate"
     memory: MemoryConfig = MemoryConfig()
     chunk_tokens: int = 64  # most new tokens of one think turn
     max_turns: int = 64
@@ -176,7 +215,13 @@ class ScoringConfig(Strict):
     confidence: float = Field(default=0.95, gt=0, lt=1)  # of the Hoeffding intervals
     traces_per_batch: int = Field(default=16, ge=1)  # traces whose prefixes are rolled out together
     router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc router decides by rollouts
-    router_fallback: str = "handoff"  # decides the later turns, and when no candidate raises the chance
+    router_fallback: Router = "handoff"  # decides the later turns, and when no candidate raises the chance
+
+    @model_validator(mode="after")
+    def _fallback_is_another_router(self):
+        if self.router_fallback == "mc":
+            raise ValueError("router_fallback cannot be 'mc' itself")
+        return self
 
 
 class ColdstartConfig(Strict):
@@ -189,7 +234,7 @@ class ColdstartConfig(Strict):
     rewrite_prompt: str = "Rewrite this reasoning step as concisely as possible, keeping every number:\n\n{text}"
     rewrite_tokens: int = Field(default=64, ge=1)
     fold_share: float = Field(default=0.5, ge=0, le=1)  # traces also written folded, InftyThink style
-    fold_policy: Literal["fold-restart", "fold-append"] = "fold-restart"
+    fold_policy: FoldPolicy = "fold-restart"
     segment_tokens: int = Field(default=40, ge=1)  # a segment closes at the first thought reaching it (= solve.memory.fold_after)
     summarizer: Literal["long", "short"] = "short"  # the model that writes the summaries' text
     summary_tokens: int = Field(default=24, ge=1)
@@ -237,12 +282,12 @@ class RLConfig(Strict):
     steps: int = Field(default=100, ge=1)  # local backend (OpenRLHF: rounds × 2 × alternate_every)
     problems_per_step: int = Field(default=16, ge=1)
     samples_per_problem: int = Field(default=8, ge=2)  # the group whose rewards are normalized
-    router: str = "handoff"
-    policy: Literal["unfold", "fold-restart", "fold-append"] = "unfold"
+    router: Router = "handoff"
+    policy: MemoryPolicy = "unfold"
     temperature: float = Field(default=1.0, gt=0)  # of the rollouts; log-probs are of the raw distribution
     train: Literal["joint", "alternate"] = "joint"  # both agents every step, or one per round (OpenRLHF: alternate)
     alternate_every: int = Field(default=10, ge=1)  # steps per round under ``alternate``
-    advantage: Literal["grpo", "reinforce_baseline"] = "grpo"
+    advantage: Estimator = "grpo"  # rl/rewards.py's ESTIMATORS
     learning_rate: float = Field(default=1e-4, gt=0)
     clip: float = Field(default=0.2, gt=0)  # of the probability ratio
     updates_per_step: int = Field(default=1, ge=1)  # optimizer steps on each step's rollouts
@@ -268,8 +313,8 @@ class RLConfig(Strict):
 class EvalConfig(Strict):
     """Modes of eval/run_benchmarks.py: ``longshort`` runs once per router × memory policy listed here."""
 
-    routers: tuple[str, ...] = ("alternate", "handoff")
-    policies: tuple[Literal["unfold", "fold-restart", "fold-append"], ...] = ("unfold", "fold-restart", "fold-append")
+    routers: tuple[Router, ...] = ("alternate", "handoff")
+    policies: tuple[MemoryPolicy, ...] = ("unfold", "fold-restart", "fold-append")
     pass_k: tuple[int, ...] = (1, 4)  # pass@k reported where n >= k
     viewer_transcripts: int = Field(default=3, ge=0)  # per benchmark × mode, in report.html
 
@@ -326,6 +371,32 @@ def _resolve(path: str, base: Path) -> str:
     if path.startswith(".") or (base / p).exists():
         return str((base / p).resolve())
     return path
+
+
+def override(config: Config, changes: dict[str, object]) -> Config:
+    """``config`` with command-line overrides, ``{"solve.memory.policy": "fold-append", "--flag": ...}`` keyed by
+    the dotted key and named by the flag after a space (``"solve.router --router"``), validated as the file was:
+    a bad value is an error naming the flag and the key. ``None`` values are not overrides."""
+    data = config.model_dump()
+    flags = {}
+    for spec, value in changes.items():
+        if value is None:
+            continue
+        key, _, flag = spec.partition(" ")
+        *sections, leaf = key.split(".")
+        part = data
+        for section in sections:
+            part = part[section]
+        part[leaf] = value
+        flags[key] = flag or key
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(part) for part in err["loc"])
+            problems.append(f"{flags.get(key, key)} ({key}): {err['msg']}")
+        raise ConfigError("; ".join(problems)) from None
 
 
 def load_config(path: str | Path) -> Config:

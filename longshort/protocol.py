@@ -18,7 +18,6 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Protocol:
-    config: ProtocolConfig
     ids: dict[str, int]  # field of ProtocolConfig -> token id
 
     @classmethod
@@ -35,7 +34,7 @@ class Protocol:
                 f"tokenizer of {source} lacks the protocol tokens {', '.join(missing)}: each must be a single "
                 "token (run `longshort add-tokens` on the model, or use a tokenizer built with them)"
             )
-        return cls(config, ids)
+        return cls(ids)
 
     def open_id(self, agent: str) -> int:
         return self.ids[f"{agent}_open"]

@@ -82,8 +82,6 @@ class MonteCarlo(Router):
         from longshort.rollouts import Rollouts
 
         super().__init__(protocol)
-        if scoring.router_fallback == "mc":
-            raise ValueError("scoring.router_fallback cannot be 'mc' itself")
         self.fallback = make_router(scoring.router_fallback, protocol)
         self.agents, self.solve, self.scoring = agents, solve, scoring
         self.max_context = max_context

@@ -83,28 +83,58 @@ def rewards(transcripts: Sequence[Transcript], config: RewardConfig) -> list[Rew
     return out
 
 
-def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent: str,
-               estimator: str = "grpo") -> list[float | None]:
-    """Per transcript, ``agent``'s advantage (None where it wrote nothing), normalized within its problem's group.
+# Advantage estimators by name (``rl.advantage``): each maps the groups of rewards (one list per problem) to their
+# advantages; a new estimator is one decorated function.
+ESTIMATORS: dict[str, Callable[[list[list[float]]], list[list[float]]]] = {}
 
-    ``grpo``: (r - group mean) / group std. ``reinforce_baseline``: r - group mean, then divided by the std over
-    the whole batch, which keeps groups with near-equal rewards from being blown up.
-    A group of one sample, or of equal rewards, has advantage 0: it carries no signal.
-    """
+
+def estimator(name: str):
+    def register(function):
+        ESTIMATORS[name] = function
+        return function
+
+    return register
+
+
+def _centered(group: list[float]) -> tuple[list[float], float]:
+    """The group's rewards minus their mean, and their standard deviation."""
+    mean = sum(group) / len(group)
+    centered = [r - mean for r in group]
+    return centered, math.sqrt(sum(c * c for c in centered) / len(group))
+
+
+@estimator("grpo")
+def grpo(groups: list[list[float]]) -> list[list[float]]:
+    """(r - group mean) / group std."""
+    out = []
+    for group in groups:
+        centered, std = _centered(group)
+        out.append([c / (std + 1e-6) for c in centered])
+    return out
+
+
+@estimator("reinforce_baseline")
+def reinforce_baseline(groups: list[list[float]]) -> list[list[float]]:
+    """r - group mean, divided by the standard deviation over the whole batch, which keeps groups with near-equal
+    rewards from being blown up."""
+    centered = [_centered(group)[0] for group in groups]
+    flat = [c for group in centered for c in group]
+    scale = math.sqrt(sum(c * c for c in flat) / len(flat)) if flat else 0.0
+    return [[c / (scale + 1e-6) for c in group] for group in centered]
+
+
+def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent: str,
+               name: str = "grpo") -> list[float | None]:
+    """Per transcript, ``agent``'s advantage (None where it wrote nothing), normalized within its problem's group
+    (the transcripts of one problem in which ``agent`` wrote) by the estimator ``name``. A group of one sample, or of
+    equal rewards, has advantage 0: it carries no signal."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(transcripts):
         if t.tokens(agent):
             groups[t.problem.id].append(i)
+    members = list(groups.values())
     result: list[float | None] = [None] * len(transcripts)
-    for members in groups.values():
-        values = [totals[i] for i in members]
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-        for i in members:
-            centered = totals[i] - mean
-            result[i] = centered / (std + 1e-6) if estimator == "grpo" else centered
-    if estimator == "reinforce_baseline":
-        centered = [a for a in result if a is not None]
-        scale = math.sqrt(sum(a * a for a in centered) / len(centered)) if centered else 0.0
-        result = [None if a is None else a / (scale + 1e-6) for a in result]
+    for group, values in zip(members, ESTIMATORS[name]([[totals[i] for i in g] for g in members])):
+        for i, value in zip(group, values):
+            result[i] = value
     return result

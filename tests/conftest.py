@@ -1,4 +1,9 @@
-"""Shared fixtures: the tiny world (built once, cached under artifacts/), SmolLM2, a local Ray, the shared data."""
+"""Shared fixtures: the tiny world (built once, cached under artifacts/), SmolLM2, a local Ray, the shared data, and
+for model-free tests a real protocol tokenizer and agents that reply from a script.
+
+Tests that need a model, the tiny world or Ray (through the fixtures in HEAVY) are marked ``heavy`` here;
+``make test-fast`` runs the rest, which answer in seconds.
+"""
 from __future__ import annotations
 
 import os
@@ -11,14 +16,18 @@ SHARED = Path(os.environ.get("LONGSHORT_SHARED", REPO.parent / "shared"))
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 
 
+HEAVY = {"tiny_config", "smollm2_path", "local_ray", "tiny_yaml"}
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
-    if torch.cuda.is_available():
-        return
+    gpu = torch.cuda.is_available()
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "gpu" in item.keywords:
+        if HEAVY & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)
+        if "gpu" in item.keywords and not gpu:
             item.add_marker(skip)
 
 
@@ -31,6 +40,98 @@ def tiny_config():
     config = load_config(TINY_CONFIG)
     build(config)
     return config
+
+
+@pytest.fixture
+def tiny_yaml(tiny_config, tmp_path):
+    """``tiny_yaml({"rl": {"steps": 2}, "solve": {"memory": {"fold_after": 8}}}, name="c")``: configs/tiny.yaml with
+    absolute paths and these keys merged into its sections, written into the test's tmp_path; returns the path."""
+    import yaml
+
+    def write(changes: dict | None = None, name: str = "config") -> str:
+        data = yaml.safe_load(TINY_CONFIG.read_text())
+        for agent in ("long", "short"):
+            data[agent]["path"] = tiny_config.model(agent).path
+        data["tiny"]["out_dir"] = tiny_config.tiny.out_dir
+        for key in ("out_dir", "init"):
+            if isinstance(data["rl"].get(key), str):
+                data["rl"][key] = str((TINY_CONFIG.parent / data["rl"][key]).resolve())
+        data["coldstart"]["out_dir"] = str((TINY_CONFIG.parent / data["coldstart"]["out_dir"]).resolve())
+        _merge(data, changes or {})
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return str(path)
+
+    return write
+
+
+def _merge(data: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            _merge(data[key], value)
+        else:
+            data[key] = value
+
+
+@pytest.fixture(scope="session")
+def protocol_tokenizer():
+    """A real byte-level BPE tokenizer with the protocol tags as special tokens, trained in a second on a few
+    synthetic traces (no model needed), and its Protocol."""
+    import random
+
+    from longshort.config import ProtocolConfig
+    from longshort.data.synthetic import long_trace, plain_text, random_problem, short_trace
+    from longshort.data.tiny_world import build_tokenizer
+    from longshort.protocol import Protocol
+
+    rng = random.Random(0)
+    problems = [random_problem(rng, 2, 4) for _ in range(200)]
+    corpus = [p.question for p in problems] + [plain_text(long_trace(p, rng)) for p in problems]
+    corpus += [plain_text(short_trace(p)) for p in problems]
+    tokenizer = build_tokenizer(corpus, 384, ProtocolConfig(), 4)
+    return tokenizer, Protocol.from_tokenizer(ProtocolConfig(), tokenizer, "the test tokenizer")
+
+
+class ScriptedAgent:
+    """An agent handle whose model is a script: ``reply(request) -> token ids`` (cut at the request's first stop id
+    and its max_new_tokens, as a backend would). It stands in for a model, so the orchestrator, routers and memory
+    can be tested for what they do with any output, in milliseconds. ``requests`` records every request, ``calls``
+    the size of every batched call."""
+
+    def __init__(self, reply, max_context: int = 1024):
+        self.reply, self.max_context, self.requests, self.calls = reply, max_context, [], []
+
+    def generate(self, requests):
+        from longshort.agents.backend import Completion, GenerationResult
+
+        self.calls.append(len(requests))
+        results = []
+        for request in requests:
+            self.requests.append(request)
+            completions = []
+            for _ in range(request.n):
+                ids, reason = list(self.reply(request))[: request.max_new_tokens], "length"
+                stop = next((k for k, t in enumerate(ids) if t in request.stop_token_ids), None)
+                if stop is not None:
+                    ids, reason = ids[: stop + 1], "stop"
+                completions.append(Completion(ids, [-1.0] * len(ids), reason))
+            results.append(GenerationResult(completions, len(request.prompt_ids), len(request.prompt_ids)))
+        return results
+
+    def submit(self, requests):
+        return self.generate(requests)
+
+    def result(self, pending):
+        return pending
+
+    def info(self) -> dict:
+        return {"max_context": self.max_context}
+
+
+@pytest.fixture(scope="session")
+def scripted():
+    """The ScriptedAgent class."""
+    return ScriptedAgent
 
 
 @pytest.fixture(scope="session")

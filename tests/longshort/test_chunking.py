@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from longshort.chunking import chunk_text, marker_pattern, summarize
+from longshort.chunking import chunk_text, marker_pattern, chunk_stats
 from longshort.cli import main
 from longshort.config import ChunkingConfig
 from longshort.jsonl import InputError, read_traces
@@ -138,9 +138,9 @@ def test_summary_counts_chunks_and_spreads_lengths(tmp_path):
     path = tmp_path / "chunks.jsonl"
     path.write_text("".join(json.dumps({"id": str(i), "chunks": [{"token_start": 0, "token_end": n}]}) + "\n"
                             for i, n in enumerate(range(1, 11))))
-    assert summarize(path) == "10 traces, 10 chunks, tokens per chunk: min 1, median 5.5, p90 9, max 10"
+    assert chunk_stats(path) == "10 traces, 10 chunks, tokens per chunk: min 1, median 5.5, p90 9, max 10"
     path.write_text("")
-    assert summarize(path) == "0 traces, 0 chunks"
+    assert chunk_stats(path) == "0 traces, 0 chunks"
 
 
 def chunk_cli(*args):

@@ -33,8 +33,8 @@ def test_unknown_key_is_an_error_naming_file_and_key(tmp_path):
 
 
 def test_wrong_type_and_missing_key_are_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"'sampling\.max_new_tokens'"):
-        load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nsampling: {max_new_tokens: lots}\n"))
+    with pytest.raises(ConfigError, match=r"'sampling\.seed'"):
+        load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nsampling: {seed: lots}\n"))
     with pytest.raises(ConfigError, match=r"'short': Field required"):
         load_config(write(tmp_path, "long: {path: a}\n"))
 

@@ -1,4 +1,4 @@
-"""Rewards, advantages and RL samples: the pieces both training backends share."""
+"""Rewards and advantages: the pieces both training backends share."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,6 @@ import pytest
 from longshort.config import RewardConfig
 from longshort.problem import Problem
 from longshort.rl.rewards import RewardFunctionError, advantages, load_reward_function, rewards
-from longshort.rl.samples import rl_samples
 from longshort.transcript import Transcript, Turn
 
 
@@ -50,20 +49,6 @@ def test_advantages_are_normalized_per_problem_and_only_for_samples_the_agent_wr
     centered = [0.5, -0.5, 0.0, 0.0, 0.0]
     scale = math.sqrt(sum(c * c for c in centered) / 5)
     assert baseline == pytest.approx([c / scale for c in centered], abs=1e-4)
-
-
-def test_rl_samples_carry_the_agents_own_tokens_and_their_sampling_logprobs():
-    t = transcript("a", "7", 3, 2)
-    (long,) = rl_samples(t, "long", 0.7)
-    own = [(i, lp) for i, m, lp in zip(long.input_ids, long.action_mask, long.logprobs) if m]
-    assert own == [(5, -0.5)] * 3 and set(long.advantages) == {0.7}
-    assert not any(lp for m, lp in zip(long.action_mask, long.logprobs) if not m)  # partner log-probs are not used
-    (credited,) = rl_samples(t, "short", 0.5, turn_credit=[0.25, -0.125])
-    by_turn = [a for a, turn_of in zip(credited.advantages, [-1] * 3 + [0] * 4 + [1] * 3)]
-    assert by_turn == [0.5] * 3 + [0.75] * 4 + [0.375] * 3  # the prompt, then each turn's own credit added
-    t.turns[1].logprobs = None
-    with pytest.raises(ValueError, match="without log-probs"):
-        rl_samples(t, "short", 0.0)
 
 
 def write(tmp_path, body: str, name: str = "my_reward") -> str:

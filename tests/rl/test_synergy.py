@@ -12,23 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 
 
-def rl_config(tmp_path, name: str, **rl) -> str:
-    """configs/tiny.yaml with absolute paths, starting RL from the tiny models themselves, and a small run."""
-    data = yaml.safe_load(TINY_CONFIG.read_text())
-    for agent in ("long", "short"):
-        data[agent]["path"] = str((TINY_CONFIG.parent / data[agent]["path"]).resolve())
-    data["tiny"]["out_dir"] = str((TINY_CONFIG.parent / data["tiny"]["out_dir"]).resolve())
-    data["rl"].update({"out_dir": str(tmp_path / name), "init": None, "steps": 4, "problems_per_step": 4,
-                       "samples_per_problem": 4, "checkpoint_every": 2, "learning_rate": 1e-3}, **rl)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
+@pytest.fixture
+def rl_config(tiny_yaml, tmp_path):
+    """``rl_config(name, rl={...}, **sections)``: a small RL run from the tiny models themselves into
+    ``tmp_path/name``."""
+    def write(name: str, rl: dict | None = None, **sections) -> str:
+        small = {"out_dir": str(tmp_path / name), "init": None, "steps": 4, "problems_per_step": 4,
+                 "samples_per_problem": 4, "checkpoint_every": 2, "learning_rate": 1e-3}
+        return tiny_yaml({"rl": small | (rl or {}), **sections}, name)
+
+    return write
 
 
 def longshort(*args, cwd=None, **kwargs):
@@ -42,10 +39,10 @@ def weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
+def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(rl_config, tmp_path):
     import torch
 
-    config = rl_config(tmp_path, "whole", kl_coef=0.05)
+    config = rl_config("whole", {"kl_coef": 0.05})
     whole = longshort("rl", "--config", config, "--eval-limit", "0")
     output = whole.communicate(timeout=600)[0]
     assert whole.returncode == 0, output
@@ -58,7 +55,7 @@ def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(ti
         start, end = weights(REPO / "artifacts" / "tiny" / agent), weights(out / agent)
         assert any(not torch.equal(start[k], end[k]) for k in start)
 
-    config = rl_config(tmp_path, "killed", kl_coef=0.05)
+    config = rl_config("killed", {"kl_coef": 0.05})
     killed = longshort("rl", "--config", config, "--eval-limit", "0")
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 300
@@ -80,16 +77,14 @@ def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(ti
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_per_segment(tiny_config, tmp_path):
+def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_per_segment(rl_config, tmp_path):
     from longshort.config import load_config
     from longshort.rl.experience import rollout_step
     from longshort.rl.synergy import train_rl, training_problems
     from longshort.runner import start
 
-    path = rl_config(tmp_path, "alt", steps=2, train="alternate", alternate_every=1, policy="fold-restart")
-    data = yaml.safe_load(open(path))
-    data["solve"]["memory"] |= {"segment_budget": 12, "fold_after": 8}  # fold often
-    open(path, "w").write(yaml.safe_dump(data))
+    path = rl_config("alt", {"steps": 2, "train": "alternate", "alternate_every": 1, "policy": "fold-restart"},
+                     solve={"memory": {"segment_budget": 12, "fold_after": 8}})  # fold often
     config = load_config(path)
     rows = train_rl(config, tmp_path / "alt", log=lambda *_: None)
     assert [r["trained"] for r in rows] == [["long"], ["short"]]
@@ -103,13 +98,13 @@ def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_
         assert len(samples[agent]) == wrote_in
 
 
-def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answer(tiny_config, tmp_path):
+def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answer(rl_config, tmp_path):
     from longshort.config import load_config
     from longshort.rl.experience import rollout_step, turn_credits
     from longshort.rl.synergy import training_problems
     from longshort.runner import start
 
-    config = load_config(rl_config(tmp_path, "credit", turn_credit=0.5))
+    config = load_config(rl_config("credit", {"turn_credit": 0.5}))
     hosted = start(config, use_ray=False)
     transcripts, _, samples = rollout_step(config, hosted, training_problems(config), 0)
     credits = turn_credits(config, hosted, transcripts)  # seeded: the same estimates again
@@ -133,10 +128,10 @@ def test_rl_problems_are_the_tiny_training_problems_cold_start_left_and_none_lef
         training_problems(all_used)
 
 
-def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(rl_config, tmp_path):
     import torch
 
-    config = rl_config(tmp_path, "nan", learning_rate=1e30, checkpoint_every=1, steps=6)
+    config = rl_config("nan", {"learning_rate": 1e30, "checkpoint_every": 1, "steps": 6})
     run = longshort("rl", "--config", config, "--eval-limit", "0")
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 2 and "the loss is nan" in output, output
@@ -147,19 +142,16 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config
     assert len(rows) == failed - 1
 
 
-def test_a_broken_reward_function_stops_the_run_naming_its_file(tiny_config, tmp_path):
+def test_a_broken_reward_function_stops_the_run_naming_its_file(rl_config, tmp_path):
     bad = tmp_path / "reward_fn.py"
     bad.write_text("def reward(transcripts):\n    return {'score': 1}\n")
-    config = rl_config(tmp_path, "badreward")
-    data = yaml.safe_load(open(config))
-    data["rl"]["reward"]["function"] = str(bad)
-    open(config, "w").write(yaml.safe_dump(data))
+    config = rl_config("badreward", {"reward": {"function": str(bad)}})
     run = longshort("rl", "--config", config, "--eval-limit", "0")
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 2 and f"{bad}: reward() must return a list of 16 numbers" in output, output
 
 
-def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(tiny_config, tmp_path):
+def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(rl_config, tmp_path):
     """`ray start --head` on loopback, then `longshort rl --submit`: the run happens inside the Ray job."""
     import socket
 
@@ -180,7 +172,7 @@ def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(tiny_config, tmp_pa
                              "--num-cpus=2", f"--temp-dir={ray_temp}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
-        config = rl_config(tmp_path, "run", steps=2)
+        config = rl_config("run", {"steps": 2})
         address = f"http://127.0.0.1:{dashboard}"
         deadline = time.time() + 120
         while time.time() < deadline:
