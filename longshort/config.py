@@ -211,7 +211,9 @@ class ScoringConfig(Strict):
     continue_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=1.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    length_decay: float = Field(default=0.001, ge=0)  # δ(len) = exp(-length_decay · len)
+    # δ_i = exp(-context_decay · c_i), c_i the thinking tokens before thought i: a thought that pays off earlier, on
+    # a shorter context, counts more (every later token attends to it and it shortens the chain it ends)
+    context_decay: float = Field(default=0.001, ge=0)
     confidence: float = Field(default=0.95, gt=0, lt=1)  # of the Hoeffding intervals
     traces_per_batch: int = Field(default=16, ge=1)  # traces whose prefixes are rolled out together
     router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc router decides by rollouts
@@ -229,7 +231,9 @@ class ColdstartConfig(Strict):
 
     out_dir: str = "../runs/coldstart"
     traces: int = Field(default=600, ge=1)  # tiny world: training problems whose long traces are synthesized from
-    threshold: float = 0.0  # a thought whose importance S exceeds it is the long agent's, the rest the short's
+    # A thought whose importance S = ΔAcc · δ exceeds it is the long agent's, the rest the short's. Positive, so that
+    # δ matters: a thought far into the trace needs a larger gain (ΔAcc > threshold / δ); at 0 only sign(ΔAcc) counts.
+    threshold: float = Field(default=0.1, ge=0)
     rewrite: Literal["keep", "short"] = "keep"  # short thoughts kept verbatim, or rewritten concisely by the short model
     rewrite_prompt: str = "Rewrite this reasoning step as concisely as possible, keeping every number:\n\n{text}"
     rewrite_tokens: int = Field(default=64, ge=1)

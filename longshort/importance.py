@@ -8,10 +8,12 @@ each one think turn of the scoring agent. From every prefix, K rollouts (``Scori
 - ``continue`` policy: the agent alone solves on from the prefix with up to ``continue_tokens`` new tokens, through
   the orchestrator. Costlier; measures where the prefix leads.
 
-``Acc_i`` is the share of correct rollouts from prefix ``i``; ``ΔAcc_i = Acc_i - Acc_{i-1}``; the length decay is
-``δ(len) = exp(-length_decay · len)`` in (0, 1]; the score ``S_i = ΔAcc_i · δ(len_i)`` lies in [-1, 1]. Intervals
-are Hoeffding's at the configured confidence: ``Acc_i ± sqrt(ln(2/α) / 2K)`` and, as ``ΔAcc_i`` is a difference of
-two independent means of K draws, ``ΔAcc_i ± sqrt(ln(2/α) / K)``.
+``Acc_i`` is the share of correct rollouts from prefix ``i``; ``ΔAcc_i = Acc_i - Acc_{i-1}``; the decay
+``δ_i = exp(-context_decay · c_i)`` in (0, 1] falls with the thought's context ``c_i``, the thinking tokens before
+it (Long⊗Short: a gain made earlier, on a shorter context, is worth more); the score ``S_i = ΔAcc_i · δ_i`` lies in
+[-1, 1]. Intervals are Hoeffding's at the configured confidence: ``Acc_i ± sqrt(ln(2/α) / 2K)`` and, as ``ΔAcc_i`` is
+a difference of two independent means of K draws, ``ΔAcc_i ± sqrt(ln(2/α) / K)``. Cold-start gives the long agent
+the thoughts whose ``S`` passes a positive threshold, so a late thought needs a larger gain (data/coldstart.py).
 
 Prefixes are rolled out depth by depth across a batch of traces: one backend call for every trace's prefix 0,
 then one for every prefix 1, and so on. Prefix ``i + 1`` extends prefix ``i``, so a backend with prefix reuse
@@ -83,19 +85,19 @@ def prefix_state(problem: Problem, prompt_ids: list[int], chunks: list[Chunk], t
 
 
 def score_chunks(estimates: list[Estimate | None], chunks: list[Chunk], scoring: ScoringConfig) -> list[dict]:
-    """Per chunk: its span, Acc after it, ΔAcc, δ, S and their intervals; ``estimates[i]`` is prefix i's (None
-    when the prefix does not fit the model's context)."""
+    """Per chunk: its span, its context (thinking tokens before it), Acc after it, ΔAcc, δ, S and their intervals;
+    ``estimates[i]`` is prefix i's (None when the prefix does not fit the model's context)."""
     half_acc = hoeffding(scoring.rollouts, scoring.confidence)
     half_delta = math.sqrt(2) * half_acc
     rows = []
     for i, chunk in enumerate(chunks, 1):
-        row = asdict(chunk) | {"tokens": chunk.tokens}
+        row = asdict(chunk) | {"tokens": chunk.tokens, "context": chunk.token_start}
         before, after = estimates[i - 1], estimates[i]
         if before is None or after is None:
             rows.append(row | {"status": "past_context"})
             continue
         acc, delta = after.accuracy, after.accuracy - before.accuracy
-        decay = math.exp(-scoring.length_decay * chunk.tokens)
+        decay = math.exp(-scoring.context_decay * chunk.token_start)
         rows.append(row | {
             "status": "scored",
             "acc": acc,

@@ -77,3 +77,10 @@ def test_every_path_key_resolves_against_the_config_folder_even_when_nested(tmp_
     assert config.tiny.out_dir == str(tmp_path / "world")
     assert (config.rl.init, config.rl.problems) == (str(tmp_path / "cs"), str(tmp_path / "p.jsonl"))
     assert config.rl.reward.function == str(tmp_path / "r.py")
+
+
+def test_the_split_threshold_may_not_be_negative(tmp_path):
+    models = "long: {path: a}\nshort: {path: b}\n"
+    assert load_config(write(tmp_path, models)).coldstart.threshold > 0, "by default efficiency counts in the split"
+    with pytest.raises(ConfigError, match=r"'coldstart\.threshold'"):
+        load_config(write(tmp_path, models + "coldstart: {threshold: -0.1}\n"))

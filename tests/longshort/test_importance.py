@@ -14,25 +14,47 @@ from longshort.importance import read_scoring_inputs, score_chunks, score_file
 from longshort.rollouts import Estimate, hoeffding
 
 
-def _chunk(tokens: int) -> Chunk:
-    return Chunk(0, tokens, 0, tokens, "x" * tokens)
+def _chunks(*lengths: int) -> list[Chunk]:
+    """Consecutive chunks of these token lengths (one character per token)."""
+    chunks, at = [], 0
+    for n in lengths:
+        chunks.append(Chunk(at, at + n, at, at + n, "x" * n))
+        at += n
+    return chunks
 
 
-def test_scores_are_gain_times_decay_with_hoeffding_intervals():
-    scoring = ScoringConfig(rollouts=8, length_decay=0.01, confidence=0.9)
+def test_scores_are_gain_times_a_decay_in_the_context_with_hoeffding_intervals():
+    scoring = ScoringConfig(rollouts=8, context_decay=0.01, confidence=0.9)
     estimates = [Estimate(2, 8), Estimate(6, 8), Estimate(5, 8), None]
-    rows = score_chunks(estimates, [_chunk(10), _chunk(30), _chunk(5)], scoring)
+    rows = score_chunks(estimates, _chunks(10, 30, 5), scoring)
     half = math.sqrt(math.log(2 / 0.1) / 16)
     assert hoeffding(8, 0.9) == pytest.approx(half)
     first, second, third = rows
-    assert first["delta"] == pytest.approx(0.5) and first["decay"] == pytest.approx(math.exp(-0.1))
-    assert first["score"] == pytest.approx(0.5 * math.exp(-0.1))
+    assert [r["context"] for r in rows] == [0, 10, 40], "the thinking tokens before each thought"
+    assert first["delta"] == pytest.approx(0.5) and first["decay"] == 1.0 and first["score"] == pytest.approx(0.5)
     assert first["acc_interval"] == pytest.approx([0.75 - half, min(1.0, 0.75 + half)])
     assert first["delta_interval"] == pytest.approx([0.5 - math.sqrt(2) * half, min(1.0, 0.5 + math.sqrt(2) * half)])
-    assert second["score"] == pytest.approx(-0.125 * math.exp(-0.3)) and second["score"] < 0
+    assert second["decay"] == pytest.approx(math.exp(-0.1)), "decays with its context (10), not its length (30)"
+    assert second["score"] == pytest.approx(-0.125 * math.exp(-0.1)) and second["score"] < 0
     lo, hi = second["score_interval"]
     assert -1 <= lo < second["score"] < hi <= 1
     assert third["status"] == "past_context" and "score" not in third  # reported, not dropped
+
+
+def test_the_same_gain_later_in_the_trace_scores_less_and_can_fall_below_the_split():
+    from longshort.data.coldstart import split
+
+    scoring = ScoringConfig(rollouts=8, context_decay=0.001)
+    estimates = [Estimate(0, 8), Estimate(0, 8), Estimate(2, 8), Estimate(2, 8), Estimate(4, 8)]
+    rows = score_chunks(estimates, _chunks(100, 100, 900, 100), scoring)
+    early, late = rows[1], rows[3]
+    assert early["delta"] == late["delta"] == pytest.approx(0.25)
+    assert early["score"] == pytest.approx(0.25 * math.exp(-0.1)) and late["score"] == pytest.approx(0.25 * math.exp(-1.1))
+    record = {"chunks": rows}
+    # at a positive threshold the context decides: the early gain is long, the same gain 1,100 tokens in is not
+    assert [agent for agent, _ in split(record, 0.1)] == ["long", "long", "short", "short"]
+    # at 0 only the sign of ΔAcc counts, so δ has no effect on the split
+    assert [agent for agent, _ in split(record, 0.0)] == ["long", "long", "short", "long"]
 
 
 def test_rollouts_must_be_positive():
