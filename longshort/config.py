@@ -60,10 +60,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TextFormat(Strict):
+    """How a model that has not learnt the protocol tags is prompted and read (``format: text``): its own chat
+    template, a ``<think>`` block if it is a reasoning model, and an answer prompt (longshort/chat.py)."""
+
+    prompt: str = "{question}"  # the user message; {question} is the problem's text
+    # A reasoning model (DeepSeek-R1-Distill) thinks inside think_open … think_close, then answers; an instruct model
+    # (Qwen2.5-Instruct, Llama-3.1-Instruct, SmolLM2) answers directly. Each tag must be one token of its tokenizer.
+    reasoning: bool = False
+    think_open: str = "<think>"
+    think_close: str = "</think>"
+    # Closes a thinking prefix (after think_close for a reasoning model) and asks for the final answer; the
+    # rollout's text after it is graded with the math grader.
+    answer_prompt: str = "\n\nThe final answer is $\\boxed{"
+
+
 class ModelConfig(Strict):
-    """One hosted model (the long or the short agent)."""
+    """One hosted model (the long or the short agent, or a free-form baseline)."""
 
     path: str
+    # protocol: the model speaks the collaboration tags (the tiny world; any agent after cold-start SFT);
+    # text: a pretrained model in its own chat format (``text``), for scoring, rewriting, summaries and baselines.
+    format: Literal["protocol", "text"] = "protocol"
+    text: TextFormat = TextFormat()
     backend: Literal["hf", "vllm"] = "hf"
     device: str = "cpu"  # "cpu", "cuda", "cuda:1"
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
@@ -347,8 +366,10 @@ class Config(Strict):
         return {"long": self.long, "short": self.short}[agent]
 
     def with_model_paths(self, paths: dict[str, str]) -> "Config":
-        """This config with the named agents' models at other paths (a trained checkpoint, say)."""
-        return self.model_copy(update={agent: self.model(agent).model_copy(update={"path": str(path)})
+        """This config with the named agents at trained checkpoints (a cold-start or RL run's), which speak the
+        protocol whatever format their base models had."""
+        return self.model_copy(update={agent: self.model(agent).model_copy(update={"path": str(path),
+                                                                                   "format": "protocol"})
                                        for agent, path in paths.items()})
 
 

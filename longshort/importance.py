@@ -1,19 +1,14 @@
-"""Monte Carlo chunk importance: how much a thought raises the chance of a correct answer, for its length.
+"""Monte Carlo chunk importance: how much a thought raises the chance of a correct answer, given where it falls.
 
-A trace is cut into thoughts (longshort/chunking.py). Prefix ``i`` is the question plus the first ``i`` thoughts,
-each one think turn of the scoring agent. From every prefix, K rollouts (``ScoringConfig``):
+A trace is cut into thoughts (longshort/chunking.py). Prefix ``i`` is the question plus the first ``i`` thoughts. From
+every prefix, K rollouts of the scoring agent (``ScoringConfig``; longshort/rollouts.py), in the agent's format:
 
-- ``answer`` policy: the agent opens a new turn with ``answer_prompt`` and writes at most ``answer_tokens``; the
-  text between its answer tags is graded. Cheap, and measures what the prefix already knows.
-- ``continue`` policy: the agent alone solves on from the prefix with up to ``continue_tokens`` new tokens, through
-  the orchestrator. Costlier; measures where the prefix leads.
-
-``Acc_i`` is the share of correct rollouts from prefix ``i``; ``ΔAcc_i = Acc_i - Acc_{i-1}``; the decay
-``δ_i = exp(-context_decay · c_i)`` in (0, 1] falls with the thought's context ``c_i``, the thinking tokens before
-it (Long⊗Short: a gain made earlier, on a shorter context, is worth more); the score ``S_i = ΔAcc_i · δ_i`` lies in
-[-1, 1]. Intervals are Hoeffding's at the configured confidence: ``Acc_i ± sqrt(ln(2/α) / 2K)`` and, as ``ΔAcc_i`` is
-a difference of two independent means of K draws, ``ΔAcc_i ± sqrt(ln(2/α) / K)``. Cold-start gives the long agent
-the thoughts whose ``S`` passes a positive threshold, so a late thought needs a larger gain (data/coldstart.py).
+- ``protocol``: each thought is a closed think turn of the agent (the form cold-start SFT teaches); the ``answer``
+  policy opens a new turn with ``answer_prompt`` and grades the text between the answer tags, the ``continue``
+  policy lets the agent alone solve on through the orchestrator with up to ``continue_tokens`` new tokens.
+- ``text`` (a pretrained model, before any SFT): the prefix is the model's chat prompt followed by the thinking
+  text so far, exactly the ids of the trace's encoding (inside ``<think>`` for a reasoning model); the ``answer``
+  policy closes it with the model's answer prompt, the ``continue`` policy writes on; either is graded from text.
 
 Prefixes are rolled out depth by depth across a batch of traces: one backend call for every trace's prefix 0,
 then one for every prefix 1, and so on. Prefix ``i + 1`` extends prefix ``i``, so a backend with prefix reuse
@@ -73,15 +68,42 @@ class ContinueRollouts(Rollouts):
 
 
 def prefix_state(problem: Problem, prompt_ids: list[int], chunks: list[Chunk], tokenizer, protocol,
-                 agent: str) -> Transcript:
-    """The question plus ``chunks``, each a closed think turn of ``agent`` (its text without the breaks around
-    it: the turn boundary stands for the paragraph break)."""
+                 agent: str, thinking_ids: list[int] | None = None) -> Transcript:
+    """The question plus ``chunks``. On the protocol path each is a closed think turn of ``agent`` (its text without
+    the breaks around it: the turn boundary stands for the paragraph break); on the text path (``thinking_ids``, the
+    trace's encoding) each is its slice of that encoding, untagged, so the prefix is the thinking text itself."""
     turns = []
     for chunk in chunks:
+        if thinking_ids is not None:
+            ids = thinking_ids[chunk.token_start:chunk.token_end]
+            turns.append(Turn(agent, "think", [], ids, None, "stop", chunk.text))
+            continue
         text = chunk.text.strip()
         ids = tokenizer.encode(text, add_special_tokens=False) + [protocol.close_id(agent)]
         turns.append(Turn(agent, "think", [protocol.open_id(agent)], ids, None, "stop", text))
     return Transcript(problem, list(prompt_ids), turns=turns)
+
+
+def make_rollouts(config: Config, hosted) -> Rollouts:
+    """The scorer's estimator for ``scoring.agent`` in that model's format."""
+    from longshort.chat import ChatFormat
+
+    scoring = config.scoring
+    model = config.model(scoring.agent)
+    if model.format == "text":
+        chat = ChatFormat.of(model, hosted.tokenizer, scoring.agent)
+        return Rollouts(hosted.agents, hosted.tokenizer, hosted.protocol, scoring, config.sampling.seed, chat=chat)
+    estimator = ContinueRollouts if scoring.policy == "continue" else Rollouts
+    return estimator(hosted.agents, hosted.tokenizer, hosted.protocol, scoring, seed=config.sampling.seed)
+
+
+def scoring_path(config: Config, rollouts: Rollouts) -> str:
+    """One line naming the model that scores and the path it takes."""
+    scoring = config.scoring
+    model = config.model(scoring.agent)
+    how = "protocol tags" if rollouts.chat is None else rollouts.chat.describe()
+    return (f"scoring with {scoring.agent} ({model.path}) in {how}: {scoring.policy} policy, K = {scoring.rollouts}, "
+            f"{rollouts.room()} new tokens per rollout")
 
 
 def score_chunks(estimates: list[Estimate | None], chunks: list[Chunk], scoring: ScoringConfig) -> list[dict]:
@@ -128,6 +150,9 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
 
     def parse(number: int, row: dict) -> ScoringInput:
         thinking, question = row.get("thinking"), row.get("problem") or row.get("question")
+        if isinstance(thinking, str) and "<think>" in thinking and "</think>" not in thinking:
+            raise ValueError(f"trace {row.get('id', f'line-{number}')}: <think> is never closed by </think> "
+                             "(a trace cut short?)")
         if isinstance(thinking, str) and "</think>" in thinking:
             thinking, response = thinking.split("</think>", 1)
             thinking = thinking.split("<think>", 1)[-1]
@@ -152,10 +177,9 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
 
     from longshort.grader import check_gold
 
-    agents, tokenizer, protocol = hosted.agents, hosted.tokenizer, hosted.protocol
-    scoring = config.scoring
-    estimator = ContinueRollouts if scoring.policy == "continue" else Rollouts
-    rollouts = estimator(agents, tokenizer, protocol, scoring, seed=config.sampling.seed)
+    tokenizer, protocol, scoring = hosted.tokenizer, hosted.protocol, config.scoring
+    rollouts = make_rollouts(config, hosted)
+    print(scoring_path(config, rollouts), file=sys.stderr)
     done = completed_keys(output, lambda record: record["id"])
     todo = [item for item in inputs if item.problem.id not in done]
     writer = Appender(output)
@@ -184,12 +208,18 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
 def _score_batch(batch: list[ScoringInput], chunked: list[list[Chunk]], rollouts: Rollouts, tokenizer, protocol,
                  scoring: ScoringConfig) -> list[dict]:
     """Roll out every prefix of every trace in the batch, one depth per call, and score their chunks."""
-    prompts = [prompt_ids(tokenizer, item.problem.question) for item in batch]
+    chat = rollouts.chat
+    if chat is None:
+        prompts = [prompt_ids(tokenizer, item.problem.question) for item in batch]
+        thinking: list[list[int] | None] = [None] * len(batch)
+    else:
+        prompts = [chat.prompt(tokenizer, item.problem.question) for item in batch]
+        thinking = [tokenizer(item.thinking, add_special_tokens=False)["input_ids"] for item in batch]
     estimates: list[list[Estimate | None]] = [[] for _ in batch]
     for depth in range(max(len(c) for c in chunked) + 1):
         live = [b for b, chunks in enumerate(chunked) if depth <= len(chunks)]
         states = {b: prefix_state(batch[b].problem, prompts[b], chunked[b][:depth], tokenizer, protocol,
-                                  scoring.agent) for b in live}
+                                  scoring.agent, thinking[b]) for b in live}
         fitting = [b for b in live if rollouts.fits(states[b])]
         for b in live:
             if b not in fitting:
@@ -203,6 +233,7 @@ def _score_batch(batch: list[ScoringInput], chunked: list[list[Chunk]], rollouts
             "answer": item.problem.answer,
             "rollouts": rollouts.scoring.rollouts,
             "policy": rollouts.scoring.policy,
+            "format": "protocol" if rollouts.chat is None else "text",
             "acc0": est[0].accuracy if est[0] else None,
             "chunks": score_chunks(est, chunks, scoring),
         })

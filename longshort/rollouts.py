@@ -1,9 +1,18 @@
 """Answer rollouts: the chance that a transcript state ends in a right answer, estimated by K rollouts of one agent.
 
-From a state, the agent opens a new turn with ``scoring.answer_prompt`` and writes at most
-``scoring.answer_tokens``; the text between its answer tags is graded against the problem's gold answer. This is
-the cheap estimator the importance scorer (longshort/importance.py), the ``mc`` router and RL turn credit share;
-the scorer's costlier ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
+One estimator, two ways to prompt and read an answer, by the agent's ``format``:
+
+- ``protocol`` (the tiny world; any agent after cold-start SFT): the agent opens a new turn with
+  ``scoring.answer_prompt`` and writes at most ``scoring.answer_tokens``; the text between its answer tags is graded.
+- ``text`` (a pretrained model, longshort/chat.py): the state's thinking is closed with the model's
+  ``text.answer_prompt`` (after ``</think>`` for a reasoning model) and the model writes at most
+  ``scoring.answer_tokens`` until its end-of-turn token; the answer prompt plus what it wrote is graded from text.
+  Under the ``continue`` policy it instead writes on from the open thinking for ``scoring.continue_tokens``, and
+  that text is graded.
+
+Grading is against the problem's gold answer: this is training data (importance labels, turn credit, router
+labels). The importance scorer (longshort/importance.py), the ``mc`` router and RL turn credit share it; the
+protocol path's ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
 
 A state's K rollouts are one request with ``n = K`` and all states go to the backend in one batch, so a backend
 with prefix reuse prefills each state once. ``stats`` counts the prompt tokens computed against a naive
@@ -38,20 +47,24 @@ def hoeffding(rollouts: int, confidence: float) -> float:
 
 class Rollouts:
     """K answer rollouts of ``scoring.agent`` from each state, graded against the gold answer (training data:
-    importance labels, turn credit, router labels)."""
+    importance labels, turn credit, router labels). ``chat`` is the agent's text format, None when it speaks the
+    protocol."""
 
     def __init__(self, agents: dict, tokenizer, protocol, scoring: ScoringConfig, seed: int = 0,
-                 max_context: int | None = None):
+                 max_context: int | None = None, chat=None):
         self.agents, self.tokenizer, self.protocol = agents, tokenizer, protocol
-        self.scoring, self.seed = scoring, seed
+        self.scoring, self.seed, self.chat = scoring, seed, chat
         self.max_context = max_context or agents[scoring.agent].info()["max_context"]
         self.answer_prompt = tokenizer.encode(scoring.answer_prompt, add_special_tokens=False)
+        self.continues = chat is not None and scoring.policy == "continue"
         self.stats = {"prefill_tokens": 0, "naive_prefill_tokens": 0, "rollouts": 0, "rollout_tokens": 0,
                       "seconds": 0.0}
 
     def context(self, state: Transcript) -> list[int]:
-        """The prompt of an answer rollout from ``state``."""
-        return render(state) + [self.protocol.open_id(self.scoring.agent)] + self.answer_prompt
+        """The prompt of a rollout from ``state``."""
+        if self.chat is None:
+            return render(state) + [self.protocol.open_id(self.scoring.agent)] + self.answer_prompt
+        return render(state) + ([] if self.continues else self.chat.closing)
 
     def fits(self, state: Transcript) -> bool:
         """Whether a rollout from ``state`` has room in the scoring model's context."""
@@ -59,7 +72,7 @@ class Rollouts:
 
     def room(self) -> int:
         """New tokens a rollout needs past its prompt."""
-        return self.scoring.answer_tokens
+        return self.scoring.continue_tokens if self.continues else self.scoring.answer_tokens
 
     def estimate(self, states: list[Transcript], k: int | None = None) -> list[Estimate]:
         """K rollouts from each state (``k`` overrides the configured K), all in one batch."""
@@ -78,9 +91,9 @@ class Rollouts:
         from longshort.grader import grade
 
         p, cfg = self.protocol, self.scoring
-        requests = [GenerationRequest(self.context(s), cfg.answer_tokens, (p.answer_close_id, p.close_id(cfg.agent)),
-                                      cfg.temperature, cfg.top_p, turn_seed(self.seed, s), n=k, logprobs=False)
-                    for s in states]
+        stops = (p.answer_close_id, p.close_id(cfg.agent)) if self.chat is None else ()  # and the model's EOS
+        requests = [GenerationRequest(self.context(s), self.room(), stops, cfg.temperature, cfg.top_p,
+                                      turn_seed(self.seed, s), n=k, logprobs=False) for s in states]
         results = self.agents[cfg.agent].generate(requests)
         correct = []
         for state, result in zip(states, results):
@@ -89,12 +102,17 @@ class Rollouts:
             hits = 0
             for completion in result.completions:
                 self.stats["rollout_tokens"] += len(completion.token_ids)
-                answer = self.answer_text(completion.token_ids)
+                answer = self.answer_text(completion.token_ids, completion.stop_reason == "stop")
                 hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
             correct.append(hits)
         return correct
 
-    def answer_text(self, ids: list[int]) -> str | None:
-        """The decoded text between the answer tags, when the completion closed them."""
+    def answer_text(self, ids: list[int], stopped: bool = True) -> str | None:
+        """The text a rollout is graded by: on the protocol path the decoded text between the answer tags, when
+        the completion closed them; on the text path the answer prompt and what the model wrote after it (its
+        end-of-turn token left out), or under ``continue`` what it wrote."""
+        if self.chat is not None:
+            text = self.tokenizer.decode(ids[:-1] if stopped else ids, skip_special_tokens=True)
+            return text if self.continues else self.chat.answer_prompt + text
         answer = self.protocol.answer_ids(ids[:-1]) if ids[-1:] == [self.protocol.answer_close_id] else None
         return None if answer is None else self.tokenizer.decode(answer).strip()
