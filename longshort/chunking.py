@@ -2,8 +2,10 @@
 
 A thought starts at a paragraph break or at a discourse marker opening a sentence ("Wait", "Hmm", ...). A piece
 under ``min_tokens`` joins the next one (the last joins the one before); a piece over ``max_tokens`` is cut at
-sentence ends, or at token boundaries when one sentence is longer than that. Every cut is a token boundary of one
-encoding of the whole trace, so the token spans index that encoding and the chunk texts join back to the input.
+sentence ends, or, when one sentence is longer than that, at a word boundary (between tokens only where no
+whitespace falls within ``max_tokens``, as in a long formula). Every cut is a token boundary of one encoding of the
+whole trace, so the token spans index that encoding and the chunk texts join back to the input; whatever the
+tokenizer, a cut never falls inside a character, and inside a word only when the word itself is too long.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ def chunk_text(text: str, tokenizer, config: ChunkingConfig) -> list[Chunk]:
     bounded = [0]
     for end in cuts[1:]:
         while end - bounded[-1] > config.max_tokens:
-            bounded.append(_split_point(bounded[-1], end, sentences, offsets, config))
+            bounded.append(_split_point(bounded[-1], end, sentences, offsets, text, config))
         bounded.append(end)
 
     chars = [0] + [offsets[t][0] for t in bounded[1:-1]] + [len(text)]
@@ -77,13 +79,16 @@ def chunk_text(text: str, tokenizer, config: ChunkingConfig) -> list[Chunk]:
             for i in range(len(bounded) - 1)]
 
 
-def _split_point(start: int, end: int, sentences: list[int], offsets, config: ChunkingConfig) -> int:
-    """The latest cut that leaves a first piece of at most max_tokens and a rest of at least min_tokens."""
+def _split_point(start: int, end: int, sentences: list[int], offsets, text: str, config: ChunkingConfig) -> int:
+    """The latest cut that leaves a first piece of at most max_tokens and a rest of at least min_tokens: at a
+    sentence end if there is one, else between words, else between characters."""
     lo, hi = start + config.min_tokens, min(start + config.max_tokens, end - config.min_tokens)
     i = bisect_right(sentences, hi) - 1
     if i >= 0 and sentences[i] >= lo:
         return sentences[i]
-    return next((t for t in range(hi, lo - 1, -1) if offsets[t][0] >= offsets[t - 1][1]), hi)
+    whole = [t for t in range(hi, lo - 1, -1) if offsets[t][0] >= offsets[t - 1][1]]  # not inside a character
+    spaced = (t for t in whole if text[offsets[t][0] - 1].isspace() or text[offsets[t][0]].isspace())
+    return next(spaced, whole[0] if whole else hi)
 
 
 GROUP_INSTRUCTION = (
@@ -149,6 +154,15 @@ def group_thoughts(traces: list[tuple[str, list[Chunk]]], agent, tokenizer, conf
     return grouped
 
 
+def thoughts(texts: list[str], tokenizer, config: ChunkingConfig, grouper=None) -> list[list[Chunk]]:
+    """The thoughts of each text: cut by ``chunk_text``, then merged into blocks by ``grouper`` (an agent hosting
+    ``config.group_by``'s model) when given. ``longshort chunk``, ``score`` and ``coldstart`` all cut this way."""
+    chunked = [chunk_text(text, tokenizer, config) for text in texts]
+    if grouper is None:
+        return chunked
+    return group_thoughts(list(zip(texts, chunked)), grouper, tokenizer, config)
+
+
 def chunk_file(traces: list[tuple[str, str]], output: str | Path, tokenizer, config: ChunkingConfig,
                grouper=None, batch: int = 8) -> int:
     """Chunk ``(id, thinking)`` traces into ``output``, one record per trace, skipping ids it already holds.
@@ -163,11 +177,8 @@ def chunk_file(traces: list[tuple[str, str]], output: str | Path, tokenizer, con
     bar = tqdm(total=len(todo), desc=Path(output).stem, unit="trace", file=sys.stderr, mininterval=1.0)
     try:
         for lo in range(0, len(todo), batch):
-            part = [(trace_id, text, chunk_text(text, tokenizer, config)) for trace_id, text in todo[lo:lo + batch]]
-            if grouper is not None:
-                blocks = group_thoughts([(text, chunks) for _, text, chunks in part], grouper, tokenizer, config)
-                part = [(trace_id, text, b) for (trace_id, text, _), b in zip(part, blocks)]
-            for trace_id, _, chunks in part:
+            part = todo[lo:lo + batch]
+            for (trace_id, _), chunks in zip(part, thoughts([text for _, text in part], tokenizer, config, grouper)):
                 writer.write({"id": trace_id, "chunks": [asdict(c) for c in chunks]})
                 bar.update()
     finally:

@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from longshort.chunking import Chunk, chunk_text
+from longshort.chunking import Chunk, thoughts
 from longshort.config import Config, ScoringConfig
 from longshort.jsonl import Appender, completed_keys, read_rows, trace_id
 from longshort.problem import Problem
@@ -180,13 +180,14 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
     tokenizer, protocol, scoring = hosted.tokenizer, hosted.protocol, config.scoring
     rollouts = make_rollouts(config, hosted)
     print(scoring_path(config, rollouts), file=sys.stderr)
+    grouper = hosted.agents[config.chunking.group_by] if config.chunking.group_by else None
     done = completed_keys(output, lambda record: record["id"])
     todo = [item for item in inputs if item.problem.id not in done]
     writer = Appender(output)
     bar = tqdm(total=len(todo), desc=Path(output).stem, unit="trace", file=sys.stderr, mininterval=1.0)
     try:
         for lo in range(0, len(todo), scoring.traces_per_batch):
-            batch, chunked = [], []
+            batch = []
             for item in todo[lo : lo + scoring.traces_per_batch]:
                 try:
                     check_gold(item.problem.kind, item.problem.answer)
@@ -195,7 +196,7 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
                     bar.update()
                     continue
                 batch.append(item)
-                chunked.append(chunk_text(item.thinking, tokenizer, config.chunking))
+            chunked = thoughts([item.thinking for item in batch], tokenizer, config.chunking, grouper)
             for record in _score_batch(batch, chunked, rollouts, tokenizer, protocol, scoring) if batch else []:
                 writer.write(record)
                 bar.update()

@@ -125,3 +125,24 @@ def test_a_raw_trace_whose_thinking_never_ends_is_named(tmp_path):
                                                   "thinking": "<think>\nStill going"}) + "\n")
     with pytest.raises(InputError, match=r"line 1: trace cut: <think> is never closed by </think>"):
         read_scoring_inputs(tmp_path / "t.jsonl")
+
+
+def test_score_rolls_out_from_the_blocks_a_model_groups_thoughts_into(hosted, shared_file, tmp_path):
+    """`chunking.group_by` reaches the scorer (and so cold-start): its prefixes end at the grouped blocks."""
+    from longshort.chunking import thoughts
+    from longshort.importance import read_scoring_inputs, score_file
+
+    config, hosted = hosted
+    row = json.loads(shared_file("traces/limo_r1_distill_qwen32b.jsonl").read_text().splitlines()[0])
+    row["thinking"] = row["thinking"][:1500]
+    (tmp_path / "t.jsonl").write_text(json.dumps(row) + "\n")
+    inputs = read_scoring_inputs(tmp_path / "t.jsonl")
+    chunking = config.chunking.model_copy(update={"group_by": "long", "group_window": 8})
+    config = config.model_copy(update={"chunking": chunking, "scoring": config.scoring.model_copy(
+        update={"rollouts": 1, "answer_tokens": 2})})
+    plain = thoughts([inputs[0].thinking], hosted.tokenizer, chunking)[0]
+    grouped = thoughts([inputs[0].thinking], hosted.tokenizer, chunking, hosted.agents["long"])[0]
+    assert len(grouped) < len(plain), "SmolLM2 merges some of these thoughts"
+    score_file(config, hosted, inputs, tmp_path / "scored.jsonl")
+    (record,) = [json.loads(line) for line in open(tmp_path / "scored.jsonl")]
+    assert [(c["start"], c["end"]) for c in record["chunks"]] == [(b.start, b.end) for b in grouped]

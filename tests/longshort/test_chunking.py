@@ -107,6 +107,45 @@ def test_long_thoughts_are_cut_at_sentence_ends_else_between_tokens(tokenizer):
         "never between the byte tokens of one character"
 
 
+def test_a_sentence_longer_than_the_bound_is_cut_between_words(tokenizer):
+    sentence = " ".join(["the compounds of seventeen interest rates accumulate monthly"] * 20) + "."
+    config = ChunkingConfig(min_tokens=4, max_tokens=24)
+    chunks = chunk_text(sentence, tokenizer, config)
+    assert len(chunks) > 5 and "".join(c.text for c in chunks) == sentence
+    assert all(config.min_tokens <= c.tokens <= config.max_tokens for c in chunks)
+    assert all(sentence[c.start - 1] == " " or sentence[c.start] == " " for c in chunks[1:]), "never inside a word"
+
+
+@pytest.mark.parametrize("model", ["smollm2", "tiny"])
+def test_the_default_config_cuts_real_traces_at_sentence_and_paragraph_ends_whatever_the_tokenizer(
+        model, traces, smollm2_path, tiny_config):
+    """configs/tiny.yaml, `longshort chunk`'s default, on the real R1 traces: with SmolLM2's tokenizer and with the
+    tiny world's (a 384-token byte-level vocabulary: real English costs several times more tokens)."""
+    from transformers import AutoTokenizer
+
+    from longshort.config import load_config
+    from longshort.eval.check_real import chunk_figures
+
+    config = load_config(REPO / "configs" / "tiny.yaml").chunking
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path if model == "smollm2" else tiny_config.long.path)
+    found = read_traces(traces)
+    records = [{"id": i, "chunks": [c.__dict__ for c in chunk_text(text, tokenizer, config)]} for i, text in found]
+    figures = chunk_figures(dict(found), records)
+    assert figures["exact_spans"] == 1.0 and figures["inside_a_word"] == 0.0, figures
+    assert figures["at_sentence_or_paragraph_end"] >= 0.95, figures
+
+
+def test_real_configs_make_tens_of_thoughts_per_trace_not_hundreds(traces, tokenizer):
+    import statistics
+
+    from longshort.config import load_config
+
+    for path in sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "tiny.yaml"):
+        name, config = path.stem, load_config(path).chunking
+        counts = [len(chunk_text(text, tokenizer, config)) for _, text in read_traces(traces)[:60]]
+        assert 8 <= statistics.median(counts) <= 30 and max(counts) < 100, (name, statistics.median(counts))
+
+
 def test_no_cut_falls_inside_a_character_whose_bytes_start_a_longer_token():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
