@@ -1,7 +1,8 @@
 """Turning a pretrained checkpoint into a longshort model folder: offline GGUF conversion and protocol tokens.
 
-Real users start from a pretrained chat model; the protocol tags become added special tokens (new embedding rows
-initialised at the mean) that cold-start SFT then teaches. The folder written is an ordinary Hugging Face folder.
+Real users start from a pretrained chat model; the protocol tags become added special tokens that cold-start SFT
+then teaches (``add_protocol_tokens``: a padded embedding matrix keeps its rows, each tag's row starts at the mean
+of the rows of the tokens its text was made of). The folder written is an ordinary Hugging Face folder.
 """
 from __future__ import annotations
 

@@ -80,8 +80,27 @@ def prompt_ids(tokenizer, question: str) -> list[int]:
 
 
 def add_protocol_tokens(tokenizer, model, config: ProtocolConfig) -> int:
-    """Add the tags to a pretrained model's tokenizer and embeddings; returns how many were new."""
+    """Add the tags to a pretrained model's tokenizer and embeddings; returns how many were new.
+
+    A padded embedding matrix (Qwen2.5 pads its vocabulary to a multiple of 128: 152,064 rows for 151,665 tokens)
+    is never shrunk: the tags take spare rows, and the matrix grows only when there are too few. Each tag's rows
+    (input embedding, and output embedding when untied) start at the mean of the rows of the tokens its text was
+    made of before (``<|answer|>`` from ``<``, ``|``, ``answer``, ...): close to what the model knows, and distinct
+    per tag, where a padding row holds whatever the checkpoint left there.
+    """
+    import torch
+
+    pieces = {tag: tokenizer.encode(tag, add_special_tokens=False) for tag in config.tags()}
     added = tokenizer.add_special_tokens({"additional_special_tokens": config.tags()}, replace_extra_special_tokens=False)
-    if added:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if not added:
+        return 0
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    layers = [model.get_input_embeddings(), model.get_output_embeddings()]
+    matrices = {id(layer.weight): layer.weight for layer in layers if layer is not None}  # once when tied
+    with torch.no_grad():
+        for tag, ids in pieces.items():
+            new = tokenizer.convert_tokens_to_ids(tag)
+            for matrix in matrices.values():
+                matrix[new] = matrix[ids].mean(0)
     return added
