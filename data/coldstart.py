@@ -3,14 +3,16 @@ Transcripts → per-agent SFT samples.
 
 1. Each trace is chunked and scored (longshort/importance.py; ``scored.jsonl`` resumes).
 2. A thought whose score exceeds ``coldstart.threshold`` is the long agent's, the rest the short agent's (kept
-   verbatim, or rewritten concisely by the short model). The first thought and any thought past the scoring
-   model's context stay long.
+   verbatim, or rewritten concisely by the short model, which sees the question and the thoughts before; a
+   rewrite cut by its cap, empty, no shorter than its source or dropping a number the next thought uses is
+   rejected and counted). The first thought and any thought past the scoring model's context stay long.
 3. The thoughts become one Transcript in the handoff protocol: the long agent writes its thought, the short agent
    carries on and ends its last thought before a long one with the hand-back tag (where two long thoughts follow
    each other, the short agent hands back at once); the last thought carries the gold answer in the answer tags.
 4. A share of the traces is also written folded (InftyThink): a segment closes at the first thought that brings it
    to ``segment_tokens``; the summarizer model writes its summary from what it sees under the fold policy, as a
-   protocol summary turn, or, with ``summary_prompt``, answering that prompt in a new chat. The summary turn
+   protocol summary turn, or, in its own text format, answering ``summary_prompt`` in a new chat given the
+   previous summary and the new segment (cumulative, as InftyThink's). The summary turn
    belongs to the agent that summarizes at inference (``solve.memory.summarizer``), which learns to write it.
 5. Per agent: SFT samples (token ids + loss mask on that agent's own tokens) derived from the Transcripts.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from longshort.agents.backend import GenerationRequest
@@ -70,20 +73,72 @@ def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], toke
                       turns=turns, answer=problem.answer, stop_reason="answered")
 
 
-def rewrite(pieces: list[list[tuple[str, str]]], agent, tokenizer, config: ColdstartConfig):
-    """The short thoughts of every trace rewritten by the short model, in one batched call."""
-    where = [(t, i) for t, trace in enumerate(pieces) for i, (owner, _) in enumerate(trace) if owner == "short"]
-    requests = [GenerationRequest(prompt_ids(tokenizer, config.rewrite_prompt.format(text=pieces[t][i][1])),
-                                  config.rewrite_tokens, temperature=0.0, logprobs=False) for t, i in where]
+NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?")
+
+
+def rewrite_verdict(source: str, completion, text: str, following: str | None, tokenizer) -> str:
+    """``ok``, or why a rewrite of ``source`` is rejected: ``cut`` by its token cap, ``empty``, ``longer`` (no
+    shorter than its source, in tokens), or ``numbers`` (it drops a number the next thought, ``following``, uses)."""
+    if completion.stop_reason != "stop":
+        return "cut"
+    if not text:
+        return "empty"
+    if len(tokenizer.encode(text, add_special_tokens=False)) >= len(tokenizer.encode(source, add_special_tokens=False)):
+        return "longer"
+    used = set(NUMBER.findall(following or "")) & set(NUMBER.findall(source))
+    return "numbers" if used - set(NUMBER.findall(text)) else "ok"
+
+
+def rewrite_requests(problems: list[Problem], pieces: list[list[tuple[str, str]]], agent, tokenizer, chat,
+                     config: ColdstartConfig) -> tuple[list[tuple[int, int]], list[GenerationRequest]]:
+    """Where the short thoughts are and one request each: the rewriter sees the question, the thoughts before
+    (the latest whose tokens fit ``rewrite_context`` and the model's context) and the thought."""
+    from longshort.chat import ask
+
+    room = agent.info()["max_context"] - config.rewrite_tokens
+    where, requests = [], []
+    for t, trace in enumerate(pieces):
+        sizes = [len(tokenizer.encode(text, add_special_tokens=False)) for _, text in trace]
+        for i, (owner, text) in enumerate(trace):
+            if owner != "short":
+                continue
+            first, spent = i, 0
+            while first > 0 and spent + sizes[first - 1] <= config.rewrite_context:
+                first -= 1
+                spent += sizes[first]
+            while True:
+                before = "\n\n".join(x for _, x in trace[first:i]) or "(nothing yet)"
+                message = config.rewrite_prompt.format(question=problems[t].question, before=before, text=text)
+                ids = ask(tokenizer, message, chat)
+                if len(ids) <= room or first == i:
+                    break
+                first += 1  # drop the oldest thought shown until the request fits
+            if len(ids) <= room:
+                where.append((t, i))
+                requests.append(GenerationRequest(ids, config.rewrite_tokens, temperature=0.0, logprobs=False))
+    return where, requests
+
+
+def rewrite(problems: list[Problem], pieces: list[list[tuple[str, str]]], agent, tokenizer, chat,
+            config: ColdstartConfig) -> tuple[list[list[tuple[str, str]]], dict]:
+    """The short thoughts of every trace rewritten by the short model, in one batched call (``chat``: its text
+    format, None when it speaks the protocol); a rejected rewrite leaves the thought as it was. Returns the
+    thoughts and the counts of rewrites kept and rejected, by reason."""
+    where, requests = rewrite_requests(problems, pieces, agent, tokenizer, chat, config)
+    counts = {"short_thoughts": sum(owner == "short" for trace in pieces for owner, _ in trace),
+              "too_long_to_ask": 0, "ok": 0, "cut": 0, "empty": 0, "longer": 0, "numbers": 0}
+    counts["too_long_to_ask"] = counts["short_thoughts"] - len(where)
     rewritten = [list(trace) for trace in pieces]
     for (t, i), result in zip(where, agent.generate(requests) if requests else []):
-        ids = result.completions[0].token_ids
-        if result.completions[0].stop_reason == "stop":
-            ids = ids[:-1]
+        completion = result.completions[0]
+        ids = completion.token_ids[:-1] if completion.stop_reason == "stop" else completion.token_ids
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        if text:  # an empty rewrite keeps the original
+        following = pieces[t][i + 1][1] if i + 1 < len(pieces[t]) else None
+        verdict = rewrite_verdict(pieces[t][i][1], completion, text, following, tokenizer)
+        counts[verdict] += 1
+        if verdict == "ok":
             rewritten[t][i] = ("short", text)
-    return rewritten
+    return rewritten, counts
 
 
 def fold_points(pieces: list[tuple[str, list[int]]], segment_tokens: int) -> list[int]:
@@ -98,11 +153,15 @@ def fold_points(pieces: list[tuple[str, list[int]]], segment_tokens: int) -> lis
 
 
 def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], agents: dict, tokenizer, protocol,
-         config: ColdstartConfig, owner: str) -> list[Transcript]:
-    """Folded transcripts: summaries written round by round (the k-th of every trace in one call), each from what
-    the summarizer sees under the fold policy at that point. A summary turn is ``owner``'s, the agent that
-    summarizes at inference, so that agent learns to write it (as short thoughts are the short agent's whoever
+         config: ColdstartConfig, owner: str, chat=None) -> list[Transcript]:
+    """Folded transcripts: summaries written round by round (the k-th of every trace in one call). A summarizer
+    that speaks the protocol (``chat`` None) writes a summary turn after what it sees under the fold policy; one in
+    its own text format (``chat``) answers ``summary_prompt`` in a new chat, given the previous summary and the new
+    segment, so each summary covers all the reasoning so far (InftyThink). A summary turn is ``owner``'s, the agent
+    that summarizes at inference, so that agent learns to write it (as short thoughts are the short agent's whoever
     wrote their text)."""
+    from longshort.chat import ask
+
     p, agent = protocol, config.summarizer
     points = [fold_points(trace, config.segment_tokens) for trace in pieces]
     summaries: list[dict[int, Turn]] = [{} for _ in pieces]
@@ -113,13 +172,17 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
             at = points[t][round_]
             partial = build_transcript(problems[t], pieces[t], tokenizer, protocol, summaries[t], until=at,
                                        memory=config.fold_policy)
-            if config.summary_prompt is None:
+            if chat is None:
                 context = render(partial) + [p.ids["summary_open"]]
                 stops = (p.ids["summary_close"],)
             else:
-                segment = "\n\n".join(u.text for u in partial.turns if u.segment == partial.segment)
-                context = prompt_ids(tokenizer, config.summary_prompt.format(question=problems[t].question,
-                                                                            reasoning=segment))
+                segment = [u for u in partial.turns if u.segment == partial.segment and u.kind == "think"]
+                previous = [u for u in partial.turns if u.kind == "summary"][-1:]
+                text = lambda turns: "\n\n".join(  # noqa: E731
+                    tokenizer.decode(u.token_ids, skip_special_tokens=True).strip() for u in turns).strip()
+                context = ask(tokenizer, config.summary_prompt.format(
+                    question=problems[t].question, summary=text(previous) or "(none yet)", reasoning=text(segment)),
+                    chat)
                 stops = ()
             requests.append(GenerationRequest(context, config.summary_tokens, stops, temperature=0.0, logprobs=False))
         for t, result in zip(todo, agents[agent].generate(requests)):
@@ -132,6 +195,14 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
                                     tokenizer.decode(body[:-1]), round_)
     return [build_transcript(problem, trace, tokenizer, protocol, s, memory=config.fold_policy)
             for problem, trace, s in zip(problems, pieces, summaries)]
+
+
+def chat_of(config, agent: str, tokenizer):
+    """The text format of ``agent``'s model (longshort/chat.py), or None when it speaks the protocol."""
+    from longshort.chat import ChatFormat
+
+    model = config.model(agent)
+    return ChatFormat.of(model, tokenizer, agent) if model.format == "text" else None
 
 
 def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
@@ -160,14 +231,15 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
             continue
         problems.append(item.problem)
         texts.append(split(record, cfg.threshold))
+    rewrites = {}
     if cfg.rewrite == "short":
-        texts = rewrite(texts, agents["short"], tokenizer, cfg)
+        texts, rewrites = rewrite(problems, texts, agents["short"], tokenizer, chat_of(config, "short", tokenizer), cfg)
     pieces = [[(agent, tokenizer.encode(text, add_special_tokens=False)) for agent, text in trace] for trace in texts]
     transcripts = [build_transcript(p, trace, tokenizer, protocol) for p, trace in zip(problems, pieces)]
     rng = random.Random(cfg.seed)
     chosen = [i for i in range(len(problems)) if rng.random() < cfg.fold_share]
     folded = fold([problems[i] for i in chosen], [pieces[i] for i in chosen], agents, tokenizer, protocol, cfg,
-                  config.solve.memory.summarizer)
+                  config.solve.memory.summarizer, chat_of(config, cfg.summarizer, tokenizer))
     counts["used"], counts["folded"] = len(transcripts), sum(t.folds > 0 for t in folded)
 
     with open(out / "transcripts.jsonl", "w") as f:
@@ -182,6 +254,7 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     manifest = {
         "counts": counts,
         "thoughts": {"long": thoughts.count("long"), "short": thoughts.count("short")},
+        "rewrites": rewrites,
         "tokens": {agent: sum(t.tokens(agent, "think") + t.tokens(agent, "answer") for t in transcripts)
                    for agent in ("long", "short")},
         "samples": {agent: {"count": len(s), "tokens": sum(len(x.input_ids) for x in s),
@@ -193,7 +266,8 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     log(f"cold-start data in {out}: {counts['used']} transcripts ({counts['folded']} also folded), "
         f"{manifest['thoughts']['long']} long and {manifest['thoughts']['short']} short thoughts; "
-        f"dropped {counts['wrong_answer']} wrong and {counts['unreadable_gold']} unreadable")
+        f"dropped {counts['wrong_answer']} wrong and {counts['unreadable_gold']} unreadable"
+        + (f"; rewrites kept {rewrites['ok']} of {rewrites['short_thoughts']}" if rewrites else ""))
     return {"manifest": manifest, "samples": samples}
 
 

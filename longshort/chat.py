@@ -64,6 +64,17 @@ class ChatFormat:
             ids += self.think_open
         return list(ids)
 
+    def ask(self, tokenizer, message: str) -> list[int]:
+        """A request in a new chat (rewrite a thought, summarize reasoning) answered directly: a reasoning model's
+        thinking is opened and closed empty, so its reply is the answer."""
+        ids = ask(tokenizer, message)  # the chat template alone
+        if self.reasoning:
+            if ids[-len(self.think_open):] != self.think_open:
+                ids += self.think_open
+            ids += tokenizer.encode("\n", add_special_tokens=False) + [self.think_close]
+            ids += tokenizer.encode("\n\n", add_special_tokens=False)
+        return ids
+
     def answer(self, tokenizer, ids: list[int], stopped: bool) -> str | None:
         """The text of a free-form completion that is graded: after the thinking for a reasoning model (None when it
         never ended it), else all of it; the end-of-turn token (when ``stopped`` on it) left out."""
@@ -77,3 +88,11 @@ class ChatFormat:
     def describe(self) -> str:
         kind = "a reasoning model thinking in its think tags" if self.reasoning else "an instruct model"
         return f"text format ({kind}; answer prompt {self.answer_prompt!r})"
+
+
+def ask(tokenizer, message: str, chat: ChatFormat | None = None) -> list[int]:
+    """The ids of ``message`` as the user's turn of a new chat, the assistant's reply opened: in the model's text
+    format when it has one (``chat``), else by its chat template alone."""
+    from longshort.protocol import prompt_ids
+
+    return chat.ask(tokenizer, message) if chat is not None else list(prompt_ids(tokenizer, message))

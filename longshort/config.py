@@ -253,16 +253,29 @@ class ColdstartConfig(Strict):
     # A thought whose importance S = ΔAcc · δ exceeds it is the long agent's, the rest the short's. Positive, so that
     # δ matters: a thought far into the trace needs a larger gain (ΔAcc > threshold / δ); at 0 only sign(ΔAcc) counts.
     threshold: float = Field(default=0.1, ge=0)
-    rewrite: Literal["keep", "short"] = "keep"  # short thoughts kept verbatim, or rewritten concisely by the short model
-    rewrite_prompt: str = "Rewrite this reasoning step as concisely as possible, keeping every number:\n\n{text}"
-    rewrite_tokens: int = Field(default=64, ge=1)
+    # The short agent's thoughts rewritten concisely by the short model (``short``), or kept verbatim (``keep``). A
+    # rewrite cut by rewrite_tokens, empty, no shorter than its source, or dropping a number the next thought uses is
+    # rejected: the thought stays as it was, counted in the manifest.
+    rewrite: Literal["keep", "short"] = "short"
+    # {question}: the problem; {before}: the thoughts before this one (the latest that fit rewrite_context tokens);
+    # {text}: the thought to rewrite
+    rewrite_prompt: str = ("Problem:\n{question}\n\nReasoning so far:\n{before}\n\nNext step:\n{text}\n\n"
+                           "Rewrite the next step as concisely as possible. Keep every number and result it states, "
+                           "and do not go beyond it.")
+    rewrite_tokens: int = Field(default=256, ge=1)  # a rewrite that reaches it is rejected
+    rewrite_context: int = Field(default=2048, ge=0)  # tokens of preceding thoughts the rewriter sees
     fold_share: float = Field(default=0.5, ge=0, le=1)  # traces also written folded, InftyThink style
     fold_policy: FoldPolicy = "fold-restart"
     segment_tokens: int = Field(default=40, ge=1)  # a segment closes at the first thought reaching it (= solve.memory.fold_after)
     summarizer: Literal["long", "short"] = "short"  # the model that writes the summaries' text
     summary_tokens: int = Field(default=24, ge=1)
-    # null: the summarizer writes a protocol summary turn; else it is asked in a new chat with this prompt
-    summary_prompt: str | None = None
+    # A summarizer with format: text is asked in a new chat with this prompt (cumulative, as InftyThink's: {summary}
+    # is the previous summary, {reasoning} the new segment, {question} the problem); one with format: protocol
+    # writes a protocol summary turn after what it sees under fold_policy (the previous summary included).
+    summary_prompt: str = ("Problem:\n{question}\n\nSummary of the reasoning so far:\n{summary}\n\n"
+                           "New reasoning:\n{reasoning}\n\nUpdate the summary: in a few sentences, state everything "
+                           "established so far (the summary and the new reasoning together), keeping every "
+                           "intermediate result.")
     keep_wrong: bool = False  # keep traces whose own final answer ("prediction") is not the gold answer
     backend: Literal["local", "openrlhf"] = "local"
     long_steps: int = Field(default=300, ge=1)  # local backend
@@ -278,6 +291,27 @@ class ColdstartConfig(Strict):
     max_len: int = Field(default=16384, ge=16)
     zero_stage: int = Field(default=2, ge=0, le=3)
     attn_implementation: str = "flash_attention_2"
+
+    @model_validator(mode="after")
+    def _prompts_name_known_fields(self):
+        for key, fields, needed in (("rewrite_prompt", ("question", "before", "text"), "text"),
+                                    ("summary_prompt", ("question", "summary", "reasoning"), "reasoning")):
+            _check_template(key, getattr(self, key), fields, needed)
+        return self
+
+
+def _check_template(key: str, template: str, fields: tuple[str, ...], needed: str) -> None:
+    """A prompt template may use only ``fields`` as placeholders and must use ``needed``."""
+    import string
+
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as e:
+        raise ValueError(f"{key}: {e} (write a literal brace as {{{{ or }}}})") from None
+    unknown = used - set(fields)
+    if unknown or needed not in used:
+        problem = f"unknown placeholder {{{sorted(unknown)[0]}}}" if unknown else f"no {{{needed}}}"
+        raise ValueError(f"{key}: {problem}; it may use {', '.join('{' + f + '}' for f in fields)}")
 
 
 class RewardConfig(Strict):

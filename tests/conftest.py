@@ -94,12 +94,13 @@ def protocol_tokenizer():
 
 class ScriptedAgent:
     """An agent handle whose model is a script: ``reply(request) -> token ids`` (cut at the request's first stop id
-    and its max_new_tokens, as a backend would). It stands in for a model, so the orchestrator, routers and memory
+    or ``eos`` and its max_new_tokens, as a backend would). It stands in for a model, so the orchestrator, routers and memory
     can be tested for what they do with any output, in milliseconds. ``requests`` records every request, ``calls``
     the size of every batched call."""
 
-    def __init__(self, reply, max_context: int = 1024):
+    def __init__(self, reply, max_context: int = 1024, eos: int | None = None):
         self.reply, self.max_context, self.requests, self.calls = reply, max_context, [], []
+        self.eos = eos  # the model's end-of-turn id: it ends every completion, as a backend's EOS does
 
     def generate(self, requests):
         from longshort.agents.backend import Completion, GenerationResult
@@ -111,7 +112,7 @@ class ScriptedAgent:
             completions = []
             for _ in range(request.n):
                 ids, reason = list(self.reply(request))[: request.max_new_tokens], "length"
-                stop = next((k for k, t in enumerate(ids) if t in request.stop_token_ids), None)
+                stop = next((k for k, t in enumerate(ids) if t in request.stop_token_ids or t == self.eos), None)
                 if stop is not None:
                     ids, reason = ids[: stop + 1], "stop"
                 completions.append(Completion(ids, [-1.0] * len(ids), reason))
