@@ -1,26 +1,52 @@
-"""Modes: each agent alone, and the pair under a router and a memory policy; one table, driven by the config.
+"""Modes: each agent alone, the pair under a router and a memory policy, and free-form baselines; one table, driven
+by the config.
 
-A mode is a solve config. ``long`` and ``short`` are the single-model baselines (that agent writes every turn,
-unfolded); ``longshort`` expands to every router × memory policy of the config's ``eval`` section; a pair mode can
-also be named alone, as ``handoff/fold-append``. A transcript records its router and memory policy, so the mode it
-was solved in is read back from it (``mode_of``), which is how a report is built from any transcripts file.
+A mode is a solve config or a free-form model. ``long`` and ``short`` are the single-agent modes on the protocol
+(that agent writes every turn, unfolded); ``longshort`` expands to every router × memory policy of the config's
+``eval`` section; a pair mode can also be named alone, as ``handoff/fold-append``. ``free:NAME`` is a model answering
+alone in its own text format (longshort/freeform.py): NAME is an entry of the config's ``baselines`` or an agent
+whose model has ``format: text``; ``free`` expands to every baseline. A transcript records its router and memory
+policy (``free:NAME`` for a free-form one), so the mode it was solved in is read back from it (``mode_of``), which
+is how a report is built from any transcripts file.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from longshort.config import Config, SolveConfig
 
 SOLO_MODES = ("long", "short")
+FREE = "free:"
+
+
+@dataclass(frozen=True)
+class FreeMode:
+    """A model answering alone in its own text format: an agent (``long`` | ``short``) or a baseline's name."""
+
+    model: str
+
+    @property
+    def router(self) -> str:
+        return FREE + self.model
 
 
 def mode_name(router: str, memory: str) -> str:
-    """``long`` / ``short`` for an agent alone (unfolded), else ``router/memory``."""
-    return router if router in SOLO_MODES and memory == "unfold" else f"{router}/{memory}"
+    """``long`` / ``short`` for an agent alone (unfolded), ``free:NAME`` for a free-form model, else
+    ``router/memory``."""
+    if router.startswith(FREE) or router in SOLO_MODES and memory == "unfold":
+        return router
+    return f"{router}/{memory}"
 
 
 def mode_of(transcript) -> str:
     return mode_name(transcript.router, transcript.memory)
+
+
+def mode_fields(spec: SolveConfig | FreeMode) -> dict:
+    """What summary.json records of a mode."""
+    memory = "unfold" if isinstance(spec, FreeMode) else spec.memory.policy
+    return {"router": spec.router, "memory": memory}
 
 
 def solve_config(config: Config, router: str, memory: str) -> SolveConfig:
@@ -30,10 +56,25 @@ def solve_config(config: Config, router: str, memory: str) -> SolveConfig:
     return SolveConfig.model_validate(data)
 
 
-def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str, SolveConfig]:
-    """Mode name -> solve config for a comma-separated list of modes."""
-    table = {}
+def free_mode(config: Config, model: str) -> FreeMode:
+    """``free:model``, checked: a baseline, or an agent whose model answers in its own text format."""
+    if model in config.baselines or model in SOLO_MODES and config.model(model).format == "text":
+        return FreeMode(model)
+    if model in SOLO_MODES:
+        raise ValueError(f"mode 'free:{model}': the {model} model speaks the protocol (format: protocol); free-form "
+                         "modes are for models in their own text format")
+    known = [f"free:{name}" for name in config.baselines] or ["none: add a baselines section"]
+    raise ValueError(f"unknown free-form model '{model}'; known: {', '.join(known)}")
+
+
+def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str, SolveConfig | FreeMode]:
+    """Mode name -> solve config (or free-form model) for a comma-separated list of modes."""
+    table: dict[str, SolveConfig | FreeMode] = {}
     for name in [m.strip() for m in names.split(",") if m.strip()]:
+        if name == "free" or name.startswith(FREE):
+            for model in config.baselines if name == "free" else [name[len(FREE):]]:
+                table[FREE + model] = free_mode(config, model)
+            continue
         if name in SOLO_MODES:
             pairs = [(name, "unfold")]
         elif name == "longshort":
@@ -41,7 +82,7 @@ def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str,
         elif "/" in name:
             pairs = [tuple(name.split("/", 1))]
         else:
-            raise ValueError(f"unknown mode '{name}': use long, short, longshort or router/policy")
+            raise ValueError(f"unknown mode '{name}': use long, short, longshort, router/policy, free or free:NAME")
         for router, memory in pairs:
             try:
                 table[mode_name(router, memory)] = solve_config(config, router, memory)
@@ -51,8 +92,9 @@ def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str,
 
 
 def mode_file(mode: str) -> str:
-    """The file a mode's transcripts go to (``handoff/fold-append`` -> ``handoff+fold-append.jsonl``)."""
-    return f"{mode.replace('/', '+')}.jsonl"
+    """The file a mode's transcripts go to (``handoff/fold-append`` -> ``handoff+fold-append.jsonl``, ``free:r1`` ->
+    ``free-r1.jsonl``)."""
+    return f"{mode.replace('/', '+').replace(':', '-')}.jsonl"
 
 
 def transcript_file(run: Path, benchmark: str, mode: str) -> Path:

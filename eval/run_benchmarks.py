@@ -3,9 +3,11 @@
     python eval/run_benchmarks.py --config configs/tiny.yaml --benchmarks math500,gsm8k,synthetic \\
         --modes long,short,longshort --n 4 --output runs/NAME [--data DIR] [--limit 20]
 
-Modes (eval/modes.py): ``long`` and ``short`` alone, and ``longshort``: the pair under every router × memory policy
-of the config's ``eval`` section (or name one, as ``handoff/fold-append``). Each sample's transcript is appended to
-``runs/NAME/transcripts/<benchmark>/<mode>.jsonl`` as it finishes, so a killed run resumes where it stopped with
+Modes (eval/modes.py): ``long`` and ``short`` alone, ``longshort``: the pair under every router × memory policy
+of the config's ``eval`` section (or name one, as ``handoff/fold-append``), and free-form baselines, ``free:NAME``
+(a model of the config's ``baselines``, or an agent in its own text format, answering alone; ``free``: every
+baseline), so "the pair vs R1-Distill" is one command: ``--modes handoff/unfold,free:r1-distill``. Each sample's
+transcript is appended to ``runs/NAME/transcripts/<benchmark>/<mode>.jsonl`` as it finishes, so a killed run resumes where it stopped with
 no duplicate; then ``summary.json``, ``report.md``, the plots and ``report.html`` are written from the transcripts.
 
 The same library serves ``longshort demo`` (every mode on the tiny world's held-out problems), the before/after
@@ -27,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="configs/tiny.yaml")
     p.add_argument("--benchmarks", default="synthetic",
                    help="comma-separated: math500,aime24,aime25,amc23,gpqa_diamond,gsm8k,synthetic")
-    p.add_argument("--modes", default="long,short,longshort", help="long, short, longshort, or router/policy")
+    p.add_argument("--modes", default="long,short,longshort",
+                   help="long, short, longshort, router/policy, free (every baseline) or free:NAME")
     p.add_argument("--n", type=int, default=1, help="samples per problem")
     p.add_argument("--output", required=True, help="run folder; an existing one is resumed")
     p.add_argument("--data", help="folder with <benchmark>.jsonl files (default: the Hugging Face hub)")
@@ -68,14 +71,14 @@ def evaluate(config, problems: dict, table: dict, out: Path, hosted, samples: in
     summary."""
     from longshort.eval.modes import transcript_file
     from longshort.eval.report import write_reports
-    from longshort.runner import orchestrator, solve_file
+    from longshort.runner import solve_file, solver
 
     out.mkdir(parents=True, exist_ok=True)
     timing_path = out / "timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     for benchmark, listed in problems.items():
         for mode, solve in table.items():
-            orch = orchestrator(config, hosted, solve)
+            orch = solver(config, hosted, solve)
             began = time.perf_counter()
             new = solve_file(orch, listed, transcript_file(out, benchmark, mode), samples=samples,
                              desc=f"{benchmark} {mode}")
@@ -110,6 +113,7 @@ def load_transcripts(out: Path, table, problems, samples: int) -> dict:
 def write_summary(out: Path, config, command: dict, table, transcripts: dict, timing) -> dict:
     """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
     from longshort.eval.metrics import mode_metrics
+    from longshort.eval.modes import mode_fields
 
     results = {benchmark: {mode: mode_metrics(found, config.eval.pass_k, timing.get(f"{benchmark}/{mode}", {}))
                            for mode, found in modes.items()}
@@ -118,7 +122,7 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
         "config": config.model_dump(),
         "versions": versions(),
         "command": command,
-        "modes": {mode: {"router": s.router, "memory": s.memory.policy} for mode, s in table.items()},
+        "modes": {mode: mode_fields(spec) for mode, spec in table.items()},
         "results": results,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

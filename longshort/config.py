@@ -374,6 +374,10 @@ class EvalConfig(Strict):
     policies: tuple[MemoryPolicy, ...] = ("unfold", "fold-restart", "fold-append")
     pass_k: tuple[int, ...] = (1, 4)  # pass@k reported where n >= k
     viewer_transcripts: int = Field(default=3, ge=0)  # per benchmark × mode, in report.html
+    # The before/after tables of cold-start and RL: the first ``limit`` problems of this benchmark (data/benchmarks.py),
+    # read from ``data``/<benchmark>.jsonl when set, else from the hub; ``synthetic`` is the tiny world's held-out set.
+    heldout: str = "synthetic"
+    data: str | None = None
 
 
 class RayConfig(Strict):
@@ -394,7 +398,19 @@ class Config(Strict):
     coldstart: ColdstartConfig = ColdstartConfig()
     rl: RLConfig = RLConfig()
     ray: RayConfig = RayConfig()
+    # Free-form baselines (mode ``free:NAME``): models that answer alone in their own text format, such as the
+    # DeepSeek-R1-Distill model that wrote the traces, evaluated beside the pair.
+    baselines: dict[str, ModelConfig] = {}
     source: str = ""  # the file this config was read from
+
+    @model_validator(mode="after")
+    def _baselines_speak_text(self):
+        for name, model in self.baselines.items():
+            if model.format != "text":
+                raise ValueError(f"baselines.{name}: a free-form baseline answers in its own format; set format: text")
+            if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+                raise ValueError(f"baselines: '{name}' is not a usable mode name (letters, digits, '-', '_', '.')")
+        return self
 
     def model(self, agent: str) -> ModelConfig:
         return {"long": self.long, "short": self.short}[agent]
@@ -408,17 +424,21 @@ class Config(Strict):
 
 
 # Config keys that hold a path, as (section, ..., key): relative ones resolve against the config's folder.
-PATH_KEYS = (("long", "path"), ("short", "path"), ("tiny", "out_dir"), ("coldstart", "out_dir"), ("rl", "out_dir"),
-             ("rl", "init"), ("rl", "problems"), ("rl", "reward", "function"))
+# "*" stands for every entry of a mapping.
+PATH_KEYS = (("long", "path"), ("short", "path"), ("baselines", "*", "path"), ("tiny", "out_dir"),
+             ("coldstart", "out_dir"), ("rl", "out_dir"), ("rl", "init"), ("rl", "problems"),
+             ("rl", "reward", "function"), ("eval", "data"))
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
     for *sections, key in PATH_KEYS:
-        part = data
+        parts = [data]
         for section in sections:
-            part = part.get(section) if isinstance(part, dict) else None
-        if isinstance(part, dict) and isinstance(part.get(key), str):
-            part[key] = _resolve(part[key], base)
+            parts = [p for part in parts if isinstance(part, dict)
+                     for p in (part.values() if section == "*" else [part.get(section)])]
+        for part in parts:
+            if isinstance(part, dict) and isinstance(part.get(key), str):
+                part[key] = _resolve(part[key], base)
     return data
 
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from longshort.config import Config, SolveConfig
+from longshort.config import Config, ModelConfig, SolveConfig
 from longshort.jsonl import Appender, completed_keys
 from longshort.orchestrator import Orchestrator
 from longshort.problem import Problem
@@ -29,15 +29,28 @@ def load_shared_tokenizer(config: Config):
 
 @dataclass(frozen=True)
 class Hosted:
-    """The agents of a run (in Ray actors or in this process) and the tokenizer and protocol they share."""
+    """The agents of a run (in Ray actors or in this process) and the tokenizer and protocol they share; free-form
+    baselines are hosted beside them when first asked for, each with its own tokenizer."""
 
     agents: dict  # agent name -> longshort.agents.actor.Agent
     tokenizer: object
     protocol: Protocol
+    ray: object = None  # the RayConfig the agents were started under; None: in this process
+    baselines: dict = field(default_factory=dict)  # name -> (Agent, tokenizer)
 
     def backend(self, agent: str):
         """The Backend of an agent hosted in this process (a trainer updates its model in place)."""
         return self.agents[agent].actor.backend
+
+    def baseline(self, name: str, model: ModelConfig):
+        """The agent and tokenizer of baseline ``name``, started the first time it is asked for."""
+        if name not in self.baselines:
+            from longshort.agents.actor import start_agents
+            from longshort.agents.hf_backend import load_tokenizer
+
+            tokenizer = load_tokenizer(model.path, model.trust_remote_code, f"baselines.{name}")
+            self.baselines[name] = (start_agents({name: model}, self.ray)[name], tokenizer)
+        return self.baselines[name]
 
 
 def start(config: Config, use_ray: bool = True) -> Hosted:
@@ -45,13 +58,34 @@ def start(config: Config, use_ray: bool = True) -> Hosted:
     from longshort.agents.actor import start_agents
 
     tokenizer, protocol = load_shared_tokenizer(config)
-    agents = start_agents({"long": config.long, "short": config.short}, config.ray if use_ray else None)
-    return Hosted(agents, tokenizer, protocol)
+    ray = config.ray if use_ray else None
+    agents = start_agents({"long": config.long, "short": config.short}, ray)
+    return Hosted(agents, tokenizer, protocol, ray)
 
 
 def orchestrator(config: Config, hosted: Hosted, solve: SolveConfig | None = None) -> Orchestrator:
     return Orchestrator(hosted.agents, hosted.tokenizer, hosted.protocol, solve or config.solve, config.sampling,
                         config.scoring)
+
+
+def solver(config: Config, hosted: Hosted, spec):
+    """What solves one mode: an Orchestrator for a solve config, a FreeForm for a free-form model
+    (eval/modes.py's FreeMode)."""
+    from longshort.chat import ChatFormat
+    from longshort.freeform import FreeForm
+
+    if isinstance(spec, SolveConfig):
+        return orchestrator(config, hosted, spec)
+    name = spec.model
+    if name in config.baselines:
+        model = config.baselines[name]
+        agent, tokenizer = hosted.baseline(name, model)
+        role, budget = "long", config.solve.max_long_tokens
+    else:
+        model, agent, tokenizer, role = config.model(name), hosted.agents[name], hosted.tokenizer, name
+        budget = config.solve.max_long_tokens if name == "long" else config.solve.max_short_tokens
+    chat = ChatFormat.of(model, tokenizer, name)
+    return FreeForm(name, agent, tokenizer, chat, budget, config.sampling, config.solve.concurrency, role)
 
 
 def transcript_key(record: dict) -> tuple[str, int]:
