@@ -129,18 +129,68 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
     return summary
 
 
+def heldout_benchmark(config) -> str:
+    """The benchmark of the before/after tables: ``eval.heldout``, else the tiny world's held-out set."""
+    if config.eval.heldout:
+        return config.eval.heldout
+    if config.tiny is not None:
+        return "synthetic"
+    raise ValueError(f"{config.source}: set eval.heldout (a benchmark such as gsm8k or math500, and eval.data for "
+                     "an offline folder) to evaluate before and after, or pass --eval-limit 0")
+
+
 def heldout_results(config, limit: int, out: Path, modes: str) -> dict:
-    """Mode -> metrics row on the first ``limit`` held-out tiny-world problems, greedy as configured, both agents
-    in this process: the before/after tables of the tiny world's build, cold-start and RL."""
-    from longshort.data.benchmarks import load_benchmark
+    """Mode -> metrics row on the first ``limit`` problems of the held-out benchmark, sampled as configured, both
+    agents in this process: the tiny world's build evaluates its models this way."""
     from longshort.eval.modes import mode_table
     from longshort.eval.report import markdown_table
+
+    rows = _heldout(config, limit, out, mode_table(config, modes))
+    print(markdown_table({"results": {heldout_benchmark(config): rows}}))
+    return rows
+
+
+def _heldout(config, limit: int, out: Path, table) -> dict:
+    """Mode -> metrics row of ``table``'s modes on the first ``limit`` held-out problems, into ``out``."""
+    from longshort.data.benchmarks import load_benchmark
     from longshort.runner import start
 
-    problems = {"synthetic": load_benchmark("synthetic", limit=limit, tiny=config.tiny)}
-    summary = evaluate(config, problems, mode_table(config, modes), Path(out), start(config, use_ray=False))
-    print(markdown_table(summary))
-    return summary["results"]["synthetic"]
+    benchmark = heldout_benchmark(config)
+    problems = {benchmark: load_benchmark(benchmark, config.eval.data, limit, config.tiny)}
+    return evaluate(config, problems, table, Path(out), start(config, use_ray=False))["results"][benchmark]
+
+
+def stage_modes(config, pair_modes: list[str]) -> str:
+    """The modes a before or after table holds: each agent alone, on the protocol once its model speaks it, else in
+    its own text format (once per distinct model: long and short often start from one base), and the pair in
+    ``pair_modes`` when both agents speak the protocol."""
+    solo, text_paths = [], set()
+    for agent in ("long", "short"):
+        model = config.model(agent)
+        if model.format == "protocol":
+            solo.append(agent)
+        elif model.path not in text_paths | {b.path for b in config.baselines.values()}:
+            solo.append(f"free:{agent}")
+            text_paths.add(model.path)
+    protocol = all(config.model(agent).format == "protocol" for agent in ("long", "short"))
+    return ",".join(dict.fromkeys(solo + (pair_modes if protocol else [])))
+
+
+def before_after(before, after, limit: int, out: Path, pair_modes: list[str], log=print) -> dict:
+    """The before/after tables of a training stage on the held-out benchmark (``eval.heldout``): ``stage_modes`` of
+    each config, and the config's free-form baselines, which training does not change, solved once (in the
+    before run) and shown in both."""
+    from longshort.eval.modes import mode_table
+    from longshort.eval.report import markdown_table
+
+    baselines = mode_table(before, "free") if before.baselines else {}
+    rows = {"before": _heldout(before, limit, out / "before", mode_table(before, stage_modes(before, pair_modes))
+                               | baselines),
+            "after": _heldout(after, limit, out / "after", mode_table(after, stage_modes(after, pair_modes)))}
+    rows["after"] |= {mode: rows["before"][mode] for mode in baselines}
+    for stage, found in rows.items():
+        log(f"{stage}:\n" + markdown_table({"results": {heldout_benchmark(before): found}}))
+    return rows
 
 
 def demo(config_path: str, limit: int = 100, use_ray: bool = True, out_dir: str = "runs/demo") -> dict:

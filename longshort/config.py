@@ -374,9 +374,10 @@ class EvalConfig(Strict):
     policies: tuple[MemoryPolicy, ...] = ("unfold", "fold-restart", "fold-append")
     pass_k: tuple[int, ...] = (1, 4)  # pass@k reported where n >= k
     viewer_transcripts: int = Field(default=3, ge=0)  # per benchmark × mode, in report.html
-    # The before/after tables of cold-start and RL: the first ``limit`` problems of this benchmark (data/benchmarks.py),
-    # read from ``data``/<benchmark>.jsonl when set, else from the hub; ``synthetic`` is the tiny world's held-out set.
-    heldout: str = "synthetic"
+    # The before/after tables of cold-start and RL: the first ``--eval-limit`` problems of this benchmark
+    # (data/benchmarks.py), read from ``data``/<benchmark>.jsonl when set, else from the hub; null: the tiny world's
+    # held-out set (``synthetic``) when the config has a ``tiny`` section.
+    heldout: str | None = None
     data: str | None = None
 
 

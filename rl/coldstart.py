@@ -1,4 +1,5 @@
-"""Cold-start SFT (`make train-coldstart`): synthesize the data, train both agents, evaluate before and after.
+"""Cold-start SFT (`make train-coldstart`): synthesize the data, train both agents, evaluate before and after (on
+``eval.heldout``, any config: run_benchmarks.before_after).
 
 ``coldstart.backend: local`` trains here (CPU or one GPU, rl/sft.py); ``openrlhf`` writes the data for OpenRLHF and
 runs its SFT launcher per agent (rl/openrlhf_sft.py; ``--dry-run`` only prints the commands).
@@ -70,7 +71,7 @@ def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Pa
 def run(config: Config, traces: str | None = None, overwrite: bool = False, eval_limit: int | None = 100,
         dry_run: bool = False, log=print) -> dict:
     from longshort.data.coldstart import synthesize
-    from longshort.eval.run_benchmarks import heldout_results
+    from longshort.eval.run_benchmarks import before_after, heldout_benchmark
     from longshort.importance import read_scoring_inputs
     from longshort.runner import start
 
@@ -86,6 +87,8 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
         inputs = tiny_inputs(config)
     else:
         inputs = read_scoring_inputs(traces)
+    if eval_limit:
+        heldout_benchmark(config)  # a config that cannot be evaluated stops before any work
     prepare(out, config, overwrite)
     hosted = start(config, use_ray=False)
     data = synthesize(config, hosted, inputs, out, log=log)
@@ -97,11 +100,8 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
     trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}
     after = config.with_model_paths(trained)
     result = {"manifest": data["manifest"], "models": trained}
-    if eval_limit and config.tiny is not None:
-        log("before cold-start SFT:")
-        modes = f"long,short,handoff/unfold,handoff/{config.coldstart.fold_policy}"
-        result["before"] = heldout_results(config, eval_limit, out / "eval" / "before", modes)
-        log("after cold-start SFT:")
-        result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
+    if eval_limit:
+        pair = ["handoff/unfold", f"handoff/{config.coldstart.fold_policy}"]
+        result |= before_after(config, after, eval_limit, out / "eval", pair, log)
         (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
     return result

@@ -153,6 +153,14 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
     if dry_run and cfg.backend != "openrlhf":
         raise ValueError("--dry-run prints the OpenRLHF commands (or, with --submit, the job): set rl.backend: openrlhf")
     begin = starting_config(config)
+    text = [agent for agent in AGENTS if begin.model(agent).format != "protocol"]
+    if text:
+        raise ValueError(f"{config.source}: RL trains agents that speak the protocol, and the {' and '.join(text)} "
+                         "model has format: text; set rl.init to a cold-start run (`longshort coldstart`)")
+    if eval_limit and cfg.backend == "local":
+        from longshort.eval.run_benchmarks import heldout_benchmark
+
+        heldout_benchmark(config)  # a config that cannot be evaluated stops before any work
     models = {agent: fingerprint(begin.model(agent).path) for agent in AGENTS}
     if not dry_run:
         claim(out, {"rl": cfg.model_dump(), "solve": config.solve.model_dump(), "models": models}, overwrite, "RL")
@@ -162,17 +170,13 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
         return {"commands": launch(begin, out, dry_run, log)}
     rows = train_rl(begin, out, log)
     result = {"steps": len(rows), "first_reward": rows[0]["reward"], "last_reward": rows[-1]["reward"]}
-    if eval_limit and config.tiny is not None:
+    if eval_limit:
         after = begin.with_model_paths({agent: out / agent for agent in AGENTS})
         from longshort.eval.modes import mode_name
-        from longshort.eval.run_benchmarks import heldout_results
+        from longshort.eval.run_benchmarks import before_after
 
         pair = mode_name(cfg.router, cfg.policy)
-        modes = ",".join(dict.fromkeys(["long", "short", pair]))
-        log("before RL:")
-        result["before"] = heldout_results(begin, eval_limit, out / "eval" / "before", modes)
-        log("after RL:")
-        result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
+        result |= before_after(begin, after, eval_limit, out / "eval", [pair], log)
         result["change"] = change(result["before"][pair], result["after"][pair])
         (out / "eval" / "summary.json").write_text(json.dumps(result, indent=2))
         c = result["change"]
