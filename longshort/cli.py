@@ -66,23 +66,24 @@ def _solve(args) -> int:
     from longshort.config import load_config, override
     from longshort.jsonl import read_problems
     from longshort.problem import Problem
-    from longshort.runner import orchestrator, solve_file, start
+    from longshort.eval.modes import free_mode
+    from longshort.runner import solve_file, solver, start
 
     config = override(load_config(args.config), {"solve.router --router": args.router,
                                                  "solve.concurrency --concurrency": args.concurrency,
                                                  "solve.memory.policy --memory": args.memory})
-    solve = config.solve
+    solve = free_mode(config, args.free) if args.free else config.solve
     if args.question is not None:
         if args.input:
             raise ValueError("give a question or --input, not both")
         problem = Problem(id="cli", question=args.question, answer="", source="cli", kind="synthetic")
-        orch = orchestrator(config, start(config, use_ray=not args.no_ray), solve)
+        orch = solver(config, start(config, use_ray=not args.no_ray), solve)
         print_transcript(orch.solve([problem])[0], colour=sys.stdout.isatty() or args.colour)
         return 0
     if not (args.input and args.output):
         raise ValueError("give a question, or --input problems.jsonl --output results.jsonl")
     problems = read_problems(args.input, skip_bad=args.skip_bad)
-    orch = orchestrator(config, start(config, use_ray=not args.no_ray), solve)
+    orch = solver(config, start(config, use_ray=not args.no_ray), solve)
     transcripts = solve_file(orch, problems, args.output, samples=args.n)
     print(f"solved {len(transcripts)} new transcripts into {args.output}", file=sys.stderr)
     return 0
@@ -121,6 +122,18 @@ def _score(args) -> int:
     inputs = read_scoring_inputs(args.input, skip_bad=args.skip_bad, default_kind=args.kind)
     stats = score_file(config, start(config, use_ray=not args.no_ray), inputs, args.output)
     print(json.dumps({k: round(v, 2) for k, v in stats.items()}), file=sys.stderr)
+    return 0
+
+
+def _plan(args) -> int:
+    from longshort.plan import plan
+
+    text, problems = plan(args.config, args.traces)
+    print(text)
+    if problems:
+        print(f"\n{len(problems)} problem{'s' * (len(problems) > 1)}:", *[f"  - {p}" for p in problems], sep="\n",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -214,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", help="override solve.router")
     p.add_argument("--memory", help="override solve.memory.policy (unfold, fold-restart, fold-append, ...)")
     p.add_argument("--concurrency", type=int, help="override solve.concurrency (transcripts decoded together)")
+    p.add_argument("--free", metavar="NAME", help="solve with free-form model NAME (a baseline, or a text-format "
+                   "agent) in its own format instead of the pair: R1-style traces for cold-start")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")
     p.add_argument("--colour", action="store_true", help="colour even when not writing to a terminal")
@@ -237,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")
     p.set_defaults(run=_score)
+
+    p = sub.add_parser("plan", help="print a config's resolved plan (models, budgets, stages, GPUs); refuse an "
+                       "inconsistent one")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--traces", help="cold-start traces to count thoughts on (default: a bound from the budgets)")
+    p.set_defaults(run=_plan)
 
     p = sub.add_parser("eval", help="benchmarks × modes: one table, reports and a trace viewer (resumable); "
                        "takes the options of eval/run_benchmarks.py", add_help=False)

@@ -60,6 +60,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_template(key: str, template: str, fields: tuple[str, ...], needed: str) -> None:
+    """A prompt template may use only ``fields`` as placeholders and must use ``needed``."""
+    import string
+
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as e:
+        raise ValueError(f"{key}: {e} (write a literal brace as {{{{ or }}}})") from None
+    unknown = used - set(fields)
+    if unknown or needed not in used:
+        problem = f"unknown placeholder {{{sorted(unknown)[0]}}}" if unknown else f"no {{{needed}}}"
+        raise ValueError(f"{key}: {problem}; it may use {', '.join('{' + f + '}' for f in fields)} (a literal brace "
+                         "is written {{ or }})")
+
+
 class TextFormat(Strict):
     """How a model that has not learnt the protocol tags is prompted and read (``format: text``): its own chat
     template, a ``<think>`` block if it is a reasoning model, and an answer prompt (longshort/chat.py)."""
@@ -73,6 +88,11 @@ class TextFormat(Strict):
     # Closes a thinking prefix (after think_close for a reasoning model) and asks for the final answer; the
     # rollout's text after it is graded with the math grader.
     answer_prompt: str = "\n\nThe final answer is $\\boxed{"
+
+    @model_validator(mode="after")
+    def _prompt_has_the_question(self):
+        _check_template("text.prompt", self.prompt, ("question",), "question")
+        return self
 
 
 class ModelConfig(Strict):
@@ -298,20 +318,6 @@ class ColdstartConfig(Strict):
                                     ("summary_prompt", ("question", "summary", "reasoning"), "reasoning")):
             _check_template(key, getattr(self, key), fields, needed)
         return self
-
-
-def _check_template(key: str, template: str, fields: tuple[str, ...], needed: str) -> None:
-    """A prompt template may use only ``fields`` as placeholders and must use ``needed``."""
-    import string
-
-    try:
-        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as e:
-        raise ValueError(f"{key}: {e} (write a literal brace as {{{{ or }}}})") from None
-    unknown = used - set(fields)
-    if unknown or needed not in used:
-        problem = f"unknown placeholder {{{sorted(unknown)[0]}}}" if unknown else f"no {{{needed}}}"
-        raise ValueError(f"{key}: {problem}; it may use {', '.join('{' + f + '}' for f in fields)}")
 
 
 class RewardConfig(Strict):

@@ -73,8 +73,8 @@ class FreeForm:
             self.stats["naive_prefill_tokens"] += result.prompt_tokens
             stopped = completion.stop_reason == "stop"
             ids = completion.token_ids
-            t.turns.append(Turn(self.role, "answer", [], ids, completion.logprobs, completion.stop_reason,
-                                self.tokenizer.decode(ids, skip_special_tokens=True)))
+            text = self.tokenizer.decode(ids[:-1] if stopped else ids)  # the think tags kept: an R1-style trace
+            t.turns.append(Turn(self.role, "answer", [], ids, completion.logprobs, completion.stop_reason, text))
             t.peak_context = len(t.prompt_ids) + len(ids)
             t.seconds[self.role] = result.seconds / len(results)
             answer = self.chat.answer(self.tokenizer, ids, stopped) if stopped else None

@@ -143,12 +143,15 @@ class ScoringInput:
 def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: str = "math") -> list[ScoringInput]:
     """Traces with ``id``, ``problem`` (or ``question``), ``thinking`` and the gold ``answer``; optional ``kind``,
     and ``prediction``, the trace's own final answer. A raw R1-style ``thinking`` (``<think>...</think>`` then the
-    final response) is cut at ``</think>``; the response's boxed answer becomes the prediction when none is given."""
+    final response) is cut at ``</think>``; the response's boxed answer becomes the prediction when none is given.
+    A free-form transcript (``longshort solve --free NAME`` with a reasoning model) is read as such a raw text."""
     from longshort.grader import last_boxed
 
     seen: dict[str, int] = {}
 
     def parse(number: int, row: dict) -> ScoringInput:
+        if isinstance(row.get("problem"), dict) and "turns" in row:
+            row = from_transcript(row)
         thinking, question = row.get("thinking"), row.get("problem") or row.get("question")
         if isinstance(thinking, str) and "<think>" in thinking and "</think>" not in thinking:
             raise ValueError(f"trace {row.get('id', f'line-{number}')}: <think> is never closed by </think> "
@@ -169,6 +172,21 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
         return ScoringInput(problem, thinking, None if prediction is None else str(prediction))
 
     return read_rows(path, skip_bad, parse)
+
+
+def from_transcript(row: dict) -> dict:
+    """A trace row from a free-form transcript (``longshort solve --free NAME``): the reasoning model's text, cut
+    at its end of thinking like a raw R1 text, the problem's gold answer."""
+    problem = row["problem"]
+    found = problem["id"] if not row.get("sample") else f"{problem['id']}-s{row['sample']}"
+    if not str(row.get("router", "")).startswith("free:") or row.get("stop_reason") != "answered":
+        raise ValueError(f"trace {found}: not a finished free-form transcript (router {row.get('router')!r}, stop "
+                         f"{row.get('stop_reason')!r})")
+    text = "".join(t["text"] for t in row["turns"])
+    if "</think>" not in text:
+        raise ValueError(f"trace {found}: the transcript's text has no </think> (traces come from a reasoning model)")
+    return {"id": found, "problem": problem["question"], "answer": problem["answer"], "kind": problem["kind"],
+            "source": problem["source"], "thinking": text}
 
 
 def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str | Path) -> dict:

@@ -91,3 +91,24 @@ def test_eval_puts_the_free_form_baseline_beside_the_pair_on_gsm8k(smollm2_path,
     free = [json.loads(line) for line in open(out / "transcripts" / "gsm8k" / "free-smol.jsonl")]
     assert all(t["turns"][0]["forced_ids"] == [] and t["stop_reason"] in ("answered", "budget") for t in free)
     assert "free:smol" in (out / "report.md").read_text()
+
+
+def test_a_reasoning_baselines_transcripts_are_cold_start_traces(protocol_tokenizer, scripted, tmp_path, capsys):
+    """`longshort solve --free NAME` output read back as traces: the thinking, and the answer after it."""
+    from longshort.chat import ChatFormat
+    from longshort.freeform import FreeForm
+    from longshort.importance import read_scoring_inputs
+
+    tok = copy.deepcopy(protocol_tokenizer[0])
+    tok.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]}, replace_extra_special_tokens=False)
+    chat = ChatFormat.of(ModelConfig(path="r1", format="text", text=TextFormat(reasoning=True)), tok, "r1")
+    replies = {"a": "Two and two.\n\nFour.</think>It is \\boxed{4}.", "b": "Still thinking"}
+    agent = scripted(lambda r: tok.encode(replies["a" if "x=1" in tok.decode(r.prompt_ids) else "b"],
+                                          add_special_tokens=False) + [tok.eos_token_id], eos=tok.eos_token_id)
+    free = FreeForm("r1", agent, tok, chat, 60, SamplingConfig(temperature=0.0), concurrency=8)
+    done = free.solve([Problem("a", "x=1. 2+2?", "4", "t", "math"), Problem("b", "x=2. 3+3?", "6", "t", "math")])
+    path = tmp_path / "traces.jsonl"
+    path.write_text("".join(json.dumps(t.to_dict()) + "\n" for t in done))
+    (item,) = read_scoring_inputs(path, skip_bad=True)
+    assert (item.problem.id, item.thinking, item.prediction) == ("a", "Two and two.\n\nFour.", "4")
+    assert "trace b: not a finished free-form transcript" in capsys.readouterr().err
