@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 train-coldstart rl eval bench clean
+.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 real-smoke train-coldstart rl eval bench clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ tiny: install
 
 smollm2: install
 	$(VENV)/bin/longshort smollm2 --out artifacts/smollm2
+
+# The whole real path with SmolLM2-135M-Instruct (never trained on the tags) as both agents and the baseline: tags,
+# chunking and text-mode scoring of real R1 traces, synthesis, SFT, RL, a GSM8K slice before and after with reports.
+real-smoke: install
+	$(PY) eval/real_smoke.py
 
 demo: install
 	$(VENV)/bin/longshort demo --config $(CONFIG)

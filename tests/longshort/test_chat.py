@@ -146,3 +146,12 @@ def test_score_rolls_out_from_the_blocks_a_model_groups_thoughts_into(hosted, sh
     score_file(config, hosted, inputs, tmp_path / "scored.jsonl")
     (record,) = [json.loads(line) for line in open(tmp_path / "scored.jsonl")]
     assert [(c["start"], c["end"]) for c in record["chunks"]] == [(b.start, b.end) for b in grouped]
+
+
+def test_agents_whose_tokenizers_differ_are_refused(smollm2_path, tiny_config):
+    from longshort.config import Config
+    from longshort.runner import load_shared_tokenizer
+
+    config = Config(long=text_model(smollm2_path), short=ModelConfig(path=tiny_config.short.path), source="c.yaml")
+    with pytest.raises(ValueError, match="c.yaml: the long and short models must share one tokenizer"):
+        load_shared_tokenizer(config)
