@@ -231,15 +231,18 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
             continue
         problems.append(item.problem)
         texts.append(split(record, cfg.threshold))
+    rewriter, summarizer = chat_of(config, "short", tokenizer), chat_of(config, cfg.summarizer, tokenizer)
+    path = lambda chat: "protocol tags" if chat is None else chat.describe()  # noqa: E731
+    log(f"rewrite: {cfg.rewrite} (by short in {path(rewriter)}); summaries by {cfg.summarizer} in {path(summarizer)}")
     rewrites = {}
     if cfg.rewrite == "short":
-        texts, rewrites = rewrite(problems, texts, agents["short"], tokenizer, chat_of(config, "short", tokenizer), cfg)
+        texts, rewrites = rewrite(problems, texts, agents["short"], tokenizer, rewriter, cfg)
     pieces = [[(agent, tokenizer.encode(text, add_special_tokens=False)) for agent, text in trace] for trace in texts]
     transcripts = [build_transcript(p, trace, tokenizer, protocol) for p, trace in zip(problems, pieces)]
     rng = random.Random(cfg.seed)
     chosen = [i for i in range(len(problems)) if rng.random() < cfg.fold_share]
     folded = fold([problems[i] for i in chosen], [pieces[i] for i in chosen], agents, tokenizer, protocol, cfg,
-                  config.solve.memory.summarizer, chat_of(config, cfg.summarizer, tokenizer))
+                  config.solve.memory.summarizer, summarizer)
     counts["used"], counts["folded"] = len(transcripts), sum(t.folds > 0 for t in folded)
 
     with open(out / "transcripts.jsonl", "w") as f:

@@ -237,15 +237,16 @@ class ChunkingConfig(Strict):
 class ScoringConfig(Strict):
     """Monte Carlo chunk importance (longshort/importance.py) and the ``mc`` router that uses it.
 
-    A rollout from a prefix either answers at once (``answer``: a new turn of ``agent`` opened with
-    ``answer_prompt``, at most ``answer_tokens`` long, graded from its answer tags) or reasons on (``continue``:
-    ``agent`` alone solves on from the prefix with up to ``continue_tokens`` new tokens).
+    A rollout from a prefix either answers at once (``answer``: at most ``answer_tokens``) or reasons on
+    (``continue``: up to ``continue_tokens`` new tokens), in the format of ``agent``'s model: on the protocol a new
+    turn opened with ``answer_prompt`` and graded from its answer tags; in its text format the thinking closed with
+    the model's ``text.answer_prompt`` and graded from text (longshort/rollouts.py).
     """
 
     agent: Literal["long", "short"] = "long"
     rollouts: int = Field(default=8, ge=1)  # K per prefix
     policy: Literal["answer", "continue"] = "answer"
-    answer_prompt: str = ""
+    answer_prompt: str = ""  # protocol path only
     answer_tokens: int = Field(default=32, ge=1)
     continue_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=1.0, ge=0)

@@ -75,6 +75,11 @@ def solver(config: Config, hosted: Hosted, spec):
     from longshort.freeform import FreeForm
 
     if isinstance(spec, SolveConfig):
+        text = [agent for agent in ("long", "short") if config.model(agent).format == "text"]
+        if text:
+            print(f"note: the {' and '.join(text)} model has format: text and has not learnt the protocol tags; "
+                  "until cold-start SFT its turns end without them (a free-form mode, free:NAME, runs a model in "
+                  "its own format)", file=sys.stderr)
         return orchestrator(config, hosted, spec)
     name = spec.model
     if name in config.baselines:
