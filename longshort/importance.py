@@ -10,6 +10,13 @@ every prefix, K rollouts of the scoring agent (``ScoringConfig``; longshort/roll
   text so far, exactly the ids of the trace's encoding (inside ``<think>`` for a reasoning model); the ``answer``
   policy closes it with the model's answer prompt, the ``continue`` policy writes on; either is graded from text.
 
+``Acc_i`` is the share of correct rollouts from prefix ``i``; ``ΔAcc_i = Acc_i - Acc_{i-1}``; the decay
+``δ_i = exp(-context_decay · c_i)`` in (0, 1] falls with the thought's context ``c_i``, the thinking tokens before
+it (Long⊗Short: a gain made earlier, on a shorter context, is worth more); the score ``S_i = ΔAcc_i · δ_i`` lies in
+[-1, 1]. Intervals are Hoeffding's at the configured confidence: ``Acc_i ± sqrt(ln(2/α) / 2K)`` and, as ``ΔAcc_i`` is
+a difference of two independent means of K draws, ``ΔAcc_i ± sqrt(ln(2/α) / K)``. Cold-start gives the long agent
+the thoughts whose ``S`` passes a positive threshold, so a late thought needs a larger gain (data/coldstart.py).
+
 Prefixes are rolled out depth by depth across a batch of traces: one backend call for every trace's prefix 0,
 then one for every prefix 1, and so on. Prefix ``i + 1`` extends prefix ``i``, so a backend with prefix reuse
 (the HF prefix cache, vLLM's prefix caching) computes only the new thought; the K rollouts of a prefix share its
