@@ -28,6 +28,7 @@ class ChatFormat:
     think_close: int | None  # the one id that ends it
     closing: list[int]  # what closes a thinking prefix and asks for the answer
     answer_prompt: str
+    template_thinks: bool = False  # its generation prompt opens the thinking itself (R1-Distill's: "<think>\n")
 
     @classmethod
     def of(cls, model: ModelConfig, tokenizer, agent: str) -> "ChatFormat":
@@ -44,6 +45,7 @@ class ChatFormat:
             raise FormatError(f"{where}: its chat template adds no generation prompt (add_generation_prompt "
                               "changes nothing), so the assistant's turn cannot be opened")
         text, think_open, think_close, close = model.text, [], None, []
+        generation = opened[len(bare):] if opened[:len(bare)] == bare else opened[-8:]
         if text.reasoning:
             ids = {tag: tokenizer.encode(tag, add_special_tokens=False) for tag in (text.think_open, text.think_close)}
             bad = [tag for tag, found in ids.items() if len(found) != 1]
@@ -53,24 +55,22 @@ class ChatFormat:
             think_open, think_close = ids[text.think_open], ids[text.think_close][0]
             close = tokenizer.encode("\n", add_special_tokens=False) + [think_close]
         closing = close + tokenizer.encode(text.answer_prompt, add_special_tokens=False)
-        return cls(text.prompt, text.reasoning, think_open, think_close, closing, text.answer_prompt)
+        thinks = bool(think_open) and think_open[0] in generation
+        return cls(text.prompt, text.reasoning, think_open, think_close, closing, text.answer_prompt, thinks)
 
     def prompt(self, tokenizer, question: str) -> list[int]:
         """The question as the user's message, the assistant's turn opened, and its thinking opened when it reasons
         (unless the template opens it already, as R1-Distill's does)."""
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": self.template.format(question=question)}],
-                                            add_generation_prompt=True, tokenize=True, return_dict=False)
-        if self.think_open and ids[-len(self.think_open):] != self.think_open:
-            ids += self.think_open
-        return list(ids)
+        ids = list(tokenizer.apply_chat_template([{"role": "user", "content": self.template.format(question=question)}],
+                                                 add_generation_prompt=True, tokenize=True, return_dict=False))
+        return ids if self.template_thinks else ids + self.think_open
 
     def ask(self, tokenizer, message: str) -> list[int]:
         """A request in a new chat (rewrite a thought, summarize reasoning) answered directly: a reasoning model's
         thinking is opened and closed empty, so its reply is the answer."""
         ids = ask(tokenizer, message)  # the chat template alone
         if self.reasoning:
-            if ids[-len(self.think_open):] != self.think_open:
-                ids += self.think_open
+            ids += [] if self.template_thinks else self.think_open
             ids += tokenizer.encode("\n", add_special_tokens=False) + [self.think_close]
             ids += tokenizer.encode("\n\n", add_special_tokens=False)
         return ids

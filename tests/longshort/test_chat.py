@@ -43,11 +43,11 @@ def test_a_reasoning_model_thinks_inside_its_tags_and_is_graded_after_them(token
     answer = tokenizer.encode(" The answer is \\boxed{5}.", add_special_tokens=False)
     assert chat.answer(tokenizer, thought + [close_id] + answer, stopped=False) == "The answer is \\boxed{5}."
     assert chat.answer(tokenizer, thought, stopped=False) is None, "no end of thinking, no answer"
-    # a template that opens the thinking itself (as R1-Distill's does) gets no second tag
+    # a template that opens the thinking itself (as R1-Distill's does, "<think>\n") gets no second tag
     tokenizer.chat_template = tokenizer.chat_template.replace("'<|im_start|>assistant\n'",
-                                                              "'<|im_start|>assistant\n<think>'")
-    assert ChatFormat.of(text_model(smollm2_path, reasoning=True), tokenizer, "long").prompt(
-        tokenizer, "2+3?").count(open_id) == 1
+                                                              "'<|im_start|>assistant\n<think>\n'")
+    r1 = ChatFormat.of(text_model(smollm2_path, reasoning=True), tokenizer, "long")
+    assert r1.prompt(tokenizer, "2+3?").count(open_id) == 1 and r1.ask(tokenizer, "Hi").count(open_id) == 1
 
 
 def test_formats_a_tokenizer_cannot_serve_are_clear_errors(tokenizer, smollm2_path):
