@@ -1,7 +1,11 @@
 """Figures of the real-model path on real traces: where the chunker cuts, and whether importance is degenerate.
 
     python eval/check_real.py chunks --traces T.jsonl --chunks C.jsonl        (C from `longshort chunk`)
+    python eval/check_real.py select --traces T.jsonl --tokenizer M --max-tokens 4500 --limit 40 --output S.jsonl
     python eval/check_real.py importance --traces T.jsonl --scored S.jsonl    (S from `longshort score`)
+
+``select``: the first ``--limit`` traces of the file whose thinking fits ``--max-tokens`` of the tokenizer (for a
+model with a short context, as SmolLM2's 8K), written as they are.
 
 ``chunks``: the share of boundaries at a sentence or paragraph end (the text before the cut ends with ``.``, ``!`` or
 ``?``, closing quotes, brackets, ``$`` or ``*`` allowed after it, or a blank line lies at the cut), the share of
@@ -87,13 +91,28 @@ def importance_figures(records: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["chunks", "importance"])
+    parser.add_argument("what", choices=["chunks", "select", "importance"])
     parser.add_argument("--traces", required=True, help="the traces JSONL (id, thinking)")
     parser.add_argument("--chunks", help="`longshort chunk` output")
     parser.add_argument("--scored", help="`longshort score` output")
+    parser.add_argument("--tokenizer", help="select: count tokens with this model folder's tokenizer")
+    parser.add_argument("--max-tokens", type=int, help="select: most thinking tokens")
+    parser.add_argument("--limit", type=int, help="select: how many traces")
+    parser.add_argument("--output", help="select: where the chosen traces go")
     args = parser.parse_args(argv)
     from longshort.jsonl import read_traces
 
+    if args.what == "select":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        lines = [line for line in open(args.traces) if line.strip()]
+        fits = [line for line in lines
+                if len(tokenizer(json.loads(line)["thinking"], add_special_tokens=False)["input_ids"]) <= args.max_tokens]
+        with open(args.output, "w") as f:
+            f.writelines(fits[:args.limit])
+        print(f"{min(len(fits), args.limit)} of {len(lines)} traces into {args.output}")
+        return 0
     if args.what == "chunks":
         records = [json.loads(line) for line in open(args.chunks)]
         figures = chunk_figures(dict(read_traces(args.traces)), records)
