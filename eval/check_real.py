@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
         lines = [line for line in open(args.traces) if line.strip()]
-        fits = [line for line in lines
-                if len(tokenizer(json.loads(line)["thinking"], add_special_tokens=False)["input_ids"]) <= args.max_tokens]
+        size = lambda line: len(tokenizer(json.loads(line)["thinking"], add_special_tokens=False)["input_ids"])  # noqa
+        fits = [line for line in lines if size(line) <= args.max_tokens]
         with open(args.output, "w") as f:
             f.writelines(fits[:args.limit])
         print(f"{min(len(fits), args.limit)} of {len(lines)} traces into {args.output}")

@@ -7,8 +7,9 @@ Modes (eval/modes.py): ``long`` and ``short`` alone, ``longshort``: the pair und
 of the config's ``eval`` section (or name one, as ``handoff/fold-append``), and free-form baselines, ``free:NAME``
 (a model of the config's ``baselines``, or an agent in its own text format, answering alone; ``free``: every
 baseline), so "the pair vs R1-Distill" is one command: ``--modes handoff/unfold,free:r1-distill``. Each sample's
-transcript is appended to ``runs/NAME/transcripts/<benchmark>/<mode>.jsonl`` as it finishes, so a killed run resumes where it stopped with
-no duplicate; then ``summary.json``, ``report.md``, the plots and ``report.html`` are written from the transcripts.
+transcript is appended to ``runs/NAME/transcripts/<benchmark>/<mode>.jsonl`` as it finishes, so a killed run resumes
+where it stopped with no duplicate; then ``summary.json``, ``report.md``, the plots and ``report.html`` are written
+from the transcripts.
 
 The same library serves ``longshort demo`` (every mode on the tiny world's held-out problems), the before/after
 tables of cold-start and RL (``heldout_results``), and ``longshort report`` (the reports of any transcripts

@@ -272,7 +272,8 @@ class ColdstartConfig(Strict):
     out_dir: str = "../runs/coldstart"
     traces: int = Field(default=600, ge=1)  # tiny world: training problems whose long traces are synthesized from
     # A thought whose importance S = ΔAcc · δ exceeds it is the long agent's, the rest the short's. Positive, so that
-    # δ matters: a thought far into the trace needs a larger gain (ΔAcc > threshold / δ); at 0 only sign(ΔAcc) counts.
+    # δ matters: a thought far into the trace needs a larger gain (ΔAcc > threshold / δ); at 0 only sign(ΔAcc)
+    # counts.
     threshold: float = Field(default=0.1, ge=0)
     # The short agent's thoughts rewritten concisely by the short model (``short``), or kept verbatim (``keep``). A
     # rewrite cut by rewrite_tokens, empty, no shorter than its source, or dropping a number the next thought uses is

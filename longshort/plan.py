@@ -139,7 +139,8 @@ def problems(config: Config, raw: dict, traces: str | None = None) -> list[str]:
     for agent in ("long", "short"):
         model = config.model(agent)
         context = model_context(model)
-        if model.format == "text" and context is not None and chunking.max_tokens + config.scoring.answer_tokens > context:
+        scored = chunking.max_tokens + config.scoring.answer_tokens + PROMPT_TOKENS
+        if model.format == "text" and context is not None and scored > context:
             found.append(f"{agent}: a thought of chunking.max_tokens cannot be scored in its context of {context}")
     whole = PROMPT_TOKENS + solve.max_long_tokens + solve.max_short_tokens
     if config.rl.backend == "openrlhf" and config.rl.max_len < whole:
@@ -201,9 +202,10 @@ def describe(config: Config, path: str) -> str:
                                                   config.coldstart, config.rl)
     lines = [f"plan of {path}", "", "models:"]
     for name, model in models(config).items():
+        text = model.text
+        kind = f"reasoning in {text.think_open}…{text.think_close}" if text.reasoning else "instruct"
         how = "protocol tags" if model.format == "protocol" else (
-            "text format, " + ("reasoning in " + model.text.think_open + "…" + model.text.think_close
-                               if model.text.reasoning else "instruct") + f", answer prompt {model.text.answer_prompt!r}")
+            f"text format, {kind}, answer prompt {text.answer_prompt!r}")
         context = model_context(model)
         lines.append(f"  {name:<18} {model.path}  [{how}]  {model.backend} on {model.device} {model.dtype}, "
                      f"{model.num_gpus:g} GPU, context {context if context else 'unknown'}")
@@ -212,7 +214,8 @@ def describe(config: Config, path: str) -> str:
               f"{solve.max_long_tokens} long + {solve.max_short_tokens} short tokens, {solve.concurrency} at a time, "
               f"{solve.timeout_s:g} s each",
               f"  memory: {memory.policy}; segments of {memory.segment_budget} think tokens (fold after "
-              f"{memory.fold_at}), summaries of {memory.summary_cap} by {memory.summarizer}, at most {memory.max_rounds}",
+              f"{memory.fold_at}), summaries of {memory.summary_cap} by {memory.summarizer}, at most "
+              f"{memory.max_rounds}",
               "  worst-case context: " + ", ".join(f"{p} {n}" for p, n in worst_contexts(config).items()),
               f"  chunking: thoughts of {chunking.min_tokens}–{chunking.max_tokens} tokens"
               + (f", grouped by {chunking.group_by}" if chunking.group_by else ""),
@@ -234,8 +237,8 @@ def describe(config: Config, path: str) -> str:
     lines += [f"  {n}. {stage}: {command}" for n, (stage, command) in enumerate(stages(config, path), 1)]
     lines += ["", "GPUs:"]
     serving = {name: m.num_gpus for name, m in models(config).items() if m.num_gpus}
-    lines.append("  serving: " + (", ".join(f"{n} {g:g}" for n, g in serving.items()) + f" (total {sum(serving.values()):g})"
-                                  if serving else "none (CPU)"))
+    listed = ", ".join(f"{n} {g:g}" for n, g in serving.items()) + f" (total {sum(serving.values()):g})"
+    lines.append("  serving: " + (listed if serving else "none (CPU)"))
     if cold.backend == "openrlhf":
         lines.append(f"  cold-start SFT: {cold.num_gpus} per agent (DeepSpeed ZeRO-{cold.zero_stage})")
     if rl.backend == "openrlhf":

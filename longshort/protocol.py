@@ -91,7 +91,8 @@ def add_protocol_tokens(tokenizer, model, config: ProtocolConfig) -> int:
     import torch
 
     pieces = {tag: tokenizer.encode(tag, add_special_tokens=False) for tag in config.tags()}
-    added = tokenizer.add_special_tokens({"additional_special_tokens": config.tags()}, replace_extra_special_tokens=False)
+    added = tokenizer.add_special_tokens({"additional_special_tokens": config.tags()},
+                                         replace_extra_special_tokens=False)
     if not added:
         return 0
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

@@ -94,9 +94,9 @@ def protocol_tokenizer():
 
 class ScriptedAgent:
     """An agent handle whose model is a script: ``reply(request) -> token ids`` (cut at the request's first stop id
-    or ``eos`` and its max_new_tokens, as a backend would). It stands in for a model, so the orchestrator, routers and memory
-    can be tested for what they do with any output, in milliseconds. ``requests`` records every request, ``calls``
-    the size of every batched call."""
+    or ``eos`` and its max_new_tokens, as a backend would). It stands in for a model, so the orchestrator, routers and
+    memory can be tested for what they do with any output, in milliseconds. ``requests`` records every request,
+    ``calls`` the size of every batched call."""
 
     def __init__(self, reply, max_context: int = 1024, eos: int | None = None):
         self.reply, self.max_context, self.requests, self.calls = reply, max_context, [], []

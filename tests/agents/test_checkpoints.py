@@ -22,8 +22,9 @@ def padded_model(spare: int, tied: bool):
                                                 show_progress=False))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe)
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer) + spare, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=tied))
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer) + spare, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                         tie_word_embeddings=tied))
     return tokenizer, model
 
 
@@ -53,6 +54,7 @@ def test_tags_take_spare_rows_of_a_padded_matrix_and_start_from_their_texts_toke
 def test_a_matrix_without_room_grows_to_the_tokenizer():
     tokenizer, model = padded_model(spare=3, tied=False)
     add_protocol_tokens(tokenizer, model, ProtocolConfig())
-    assert model.get_input_embeddings().weight.shape[0] == model.get_output_embeddings().weight.shape[0] == len(tokenizer)
+    rows = model.get_input_embeddings().weight.shape[0], model.get_output_embeddings().weight.shape[0]
+    assert rows == (len(tokenizer), len(tokenizer))
     (new,) = tokenizer.encode("<|handback|>")
     assert new == len(tokenizer) - 1 and model.get_input_embeddings().weight[new].abs().sum() > 0

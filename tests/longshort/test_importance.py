@@ -49,7 +49,8 @@ def test_the_same_gain_later_in_the_trace_scores_less_and_can_fall_below_the_spl
     rows = score_chunks(estimates, _chunks(100, 100, 900, 100), scoring)
     early, late = rows[1], rows[3]
     assert early["delta"] == late["delta"] == pytest.approx(0.25)
-    assert early["score"] == pytest.approx(0.25 * math.exp(-0.1)) and late["score"] == pytest.approx(0.25 * math.exp(-1.1))
+    assert early["score"] == pytest.approx(0.25 * math.exp(-0.1))
+    assert late["score"] == pytest.approx(0.25 * math.exp(-1.1))
     record = {"chunks": rows}
     # at a positive threshold the context decides: the early gain is long, the same gain 1,100 tokens in is not
     assert [agent for agent, _ in split(record, 0.1)] == ["long", "long", "short", "short"]
