@@ -8,14 +8,18 @@ DEFAULT_CONFIG = "configs/tiny.yaml"
 
 
 def _tiny(args) -> int:
+    from pathlib import Path
+
     from longshort.config import load_config
-    from longshort.data.tiny_world import build, evaluate
+    from longshort.data.tiny_world import build, stamp_of
+    from longshort.eval.run_benchmarks import heldout_results
 
     config = load_config(args.config)
     if not args.eval_only:
         build(config, force=args.force)
-    if args.eval or args.eval_only:
-        evaluate(config, limit=args.limit)
+    if args.eval or args.eval_only:  # each model alone, through the orchestrator
+        out = Path("runs/tiny-eval") / stamp_of(config.tiny, config.protocol)["hash"]
+        heldout_results(config, args.limit, out, "long,short")
     return 0
 
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from longshort.config import ScoringConfig
 from longshort.memory import render
 from longshort.transcript import Transcript
 from longshort.turns import turn_seed
+
+if TYPE_CHECKING:  # the config only types an argument here; the config's validators import the routers
+    from longshort.config import ScoringConfig
 
 
 @dataclass(frozen=True)

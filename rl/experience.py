@@ -3,10 +3,39 @@ router and memory policy), the shared reward, per-agent group-normalized advanta
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from longshort.config import Config
 from longshort.problem import Problem
 from longshort.protocol import AGENTS
+
+
+def starting_config(config: Config) -> Config:
+    """``config`` with the agents RL starts from: ``rl.init``'s long/ and short/ folders, else the models as set."""
+    if config.rl.init is None:
+        return config
+    paths = {agent: Path(config.rl.init) / agent for agent in AGENTS}
+    missing = [str(p) for p in paths.values() if not (p / "config.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{config.source}: rl.init holds no trained agent at {', '.join(missing)} "
+                                "(run `make train-coldstart` first, or set rl.init: null to start from the models as set)")
+    return config.with_model_paths(paths)
+
+
+def training_problems(config: Config) -> list[Problem]:
+    if config.rl.problems:
+        from longshort.jsonl import read_problems
+
+        return read_problems(config.rl.problems)
+    if config.tiny is None:
+        raise ValueError(f"{config.source}: no 'tiny' section, so set rl.problems to a JSONL of training problems")
+    from longshort.data.tiny_world import as_problem, problems
+
+    used, train_set = config.coldstart.traces, problems(config.tiny).train
+    if used >= len(train_set):
+        raise ValueError(f"{config.source}: cold-start used all {len(train_set)} tiny training problems "
+                         f"(coldstart.traces: {used}), so none is left for RL; lower it or set rl.problems")
+    return [as_problem(p, used + i) for i, p in enumerate(train_set[used:])]
 
 
 def rollout_settings(config: Config, step: int):

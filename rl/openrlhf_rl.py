@@ -149,7 +149,7 @@ def launch(config: Config, out: Path, dry_run: bool, log=print) -> list[list[str
     """Run (or, dry, print without writing anything) each round's job in turn; a round whose job succeeded
     before (its ``done`` marker) is skipped."""
     from longshort.rl.jobs import submit
-    from longshort.rl.synergy import training_problems
+    from longshort.rl.experience import training_problems
 
     planned = jobs(config, out, training_problems(config), write=not dry_run)
     for run_dir, command in planned:

@@ -12,10 +12,12 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from longshort.config import RewardConfig
 from longshort.transcript import Transcript
+
+if TYPE_CHECKING:  # the config only types an argument here; the config's validators read ESTIMATORS
+    from longshort.config import RewardConfig
 
 
 class RewardFunctionError(RuntimeError):

@@ -19,36 +19,7 @@ import time
 from pathlib import Path
 
 from longshort.config import Config, RLConfig
-from longshort.problem import Problem
 from longshort.protocol import AGENTS
-
-
-def starting_config(config: Config) -> Config:
-    """``config`` with the agents RL starts from: ``rl.init``'s long/ and short/ folders, else the models as set."""
-    if config.rl.init is None:
-        return config
-    paths = {agent: Path(config.rl.init) / agent for agent in AGENTS}
-    missing = [str(p) for p in paths.values() if not (p / "config.json").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{config.source}: rl.init holds no trained agent at {', '.join(missing)} "
-                                "(run `make train-coldstart` first, or set rl.init: null to start from the models as set)")
-    return config.with_model_paths(paths)
-
-
-def training_problems(config: Config) -> list[Problem]:
-    if config.rl.problems:
-        from longshort.jsonl import read_problems
-
-        return read_problems(config.rl.problems)
-    if config.tiny is None:
-        raise ValueError(f"{config.source}: no 'tiny' section, so set rl.problems to a JSONL of training problems")
-    from longshort.data.tiny_world import as_problem, problems
-
-    used, train_set = config.coldstart.traces, problems(config.tiny).train
-    if used >= len(train_set):
-        raise ValueError(f"{config.source}: cold-start used all {len(train_set)} tiny training problems "
-                         f"(coldstart.traces: {used}), so none is left for RL; lower it or set rl.problems")
-    return [as_problem(p, used + i) for i, p in enumerate(train_set[used:])]
 
 
 def trained_agents(cfg: RLConfig, step: int) -> tuple[str, ...]:
@@ -79,7 +50,7 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
 
     from longshort.eval.report import plot_training
     from longshort.jsonl import Appender
-    from longshort.rl.experience import rollout_step, step_metrics
+    from longshort.rl.experience import rollout_step, step_metrics, training_problems
     from longshort.rl.sft import save_atomically
     from longshort.rl.trainer import PolicyTrainer
     from longshort.runner import start
@@ -144,6 +115,7 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
 
 def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, dry_run: bool = False,
         submit: str | None = None, log=print) -> dict:
+    from longshort.rl.experience import starting_config
     from longshort.rl.jobs import submit_self
     from longshort.rl.runs import claim, fingerprint
 

@@ -36,7 +36,7 @@ def openrlhf_config(tiny_config, tmp_path, **rl) -> Path:
 def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_path, monkeypatch, openrlhf_parser):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import jobs
-    from longshort.rl.synergy import training_problems
+    from longshort.rl.experience import training_problems
 
     monkeypatch.chdir(tmp_path)
     config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05))

@@ -80,7 +80,8 @@ def test_a_run_trains_both_agents_and_a_killed_run_resumes_to_the_same_result(rl
 def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_per_segment(rl_config, tmp_path):
     from longshort.config import load_config
     from longshort.rl.experience import rollout_step
-    from longshort.rl.synergy import train_rl, training_problems
+    from longshort.rl.experience import training_problems
+    from longshort.rl.synergy import train_rl
     from longshort.runner import start
 
     path = rl_config("alt", {"steps": 2, "train": "alternate", "alternate_every": 1, "policy": "fold-restart"},
@@ -101,7 +102,7 @@ def test_alternate_training_moves_one_agent_per_round_and_folded_rollouts_train_
 def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answer(rl_config, tmp_path):
     from longshort.config import load_config
     from longshort.rl.experience import rollout_step, turn_credits
-    from longshort.rl.synergy import training_problems
+    from longshort.rl.experience import training_problems
     from longshort.runner import start
 
     config = load_config(rl_config("credit", {"turn_credit": 0.5}))
@@ -117,7 +118,7 @@ def test_turn_credit_adds_each_think_turns_change_in_the_chance_of_a_right_answe
 
 
 def test_rl_problems_are_the_tiny_training_problems_cold_start_left_and_none_left_is_named(tiny_config):
-    from longshort.rl.synergy import training_problems
+    from longshort.rl.experience import training_problems
 
     left = training_problems(tiny_config)
     assert len(left) == tiny_config.tiny.train_problems - tiny_config.coldstart.traces
