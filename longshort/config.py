@@ -389,14 +389,22 @@ def override(config: Config, changes: dict[str, object]) -> Config:
             part = part[section]
         part[leaf] = value
         flags[key] = flag or key
+    return _validated(data, "", lambda key: f"{flags[key]} ({key})" if key in flags else f"'{key}'")
+
+
+def _validated(data: dict, where: str, name) -> Config:
+    """``Config.model_validate(data)``, its errors as one ConfigError: ``where`` first, each key as ``name(key)``."""
     try:
         return Config.model_validate(data)
     except ValidationError as e:
         problems = []
         for err in e.errors():
             key = ".".join(str(part) for part in err["loc"])
-            problems.append(f"{flags.get(key, key)} ({key}): {err['msg']}")
-        raise ConfigError("; ".join(problems)) from None
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key '{key}'")
+            else:
+                problems.append(f"{name(key)}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(where + "; ".join(problems)) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -413,14 +421,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: a config is a mapping of keys to values, got {type(data).__name__}")
     data = _resolve_paths(data, path.resolve().parent)
     data["source"] = str(path)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(part) for part in err["loc"])
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown key '{key}'")
-            else:
-                problems.append(f"'{key}': {err['msg']}")
-        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    return _validated(data, f"{path}: ", lambda key: f"'{key}'")
