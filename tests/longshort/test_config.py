@@ -56,7 +56,7 @@ def test_trust_remote_code_is_off_unless_asked(tmp_path):
 def test_chunking_defaults_and_bounds_that_cannot_be_met(tmp_path):
     config = load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nchunking: {markers: [Wait, Hmm]}\n"))
     assert config.chunking.markers == ("Wait", "Hmm") and config.chunking.max_tokens == 256
-    with pytest.raises(ConfigError, match=r"'chunking': Value error, max_tokens must be at least twice min_tokens"):
+    with pytest.raises(ConfigError, match=r"'chunking': max_tokens must be at least twice min_tokens"):
         load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nchunking: {min_tokens: 90, max_tokens: 150}\n"))
     with pytest.raises(ConfigError, match=r"'chunking\.min_tokens'"):
         load_config(write(tmp_path, "long: {path: a}\nshort: {path: b}\nchunking: {min_tokens: 0}\n"))
