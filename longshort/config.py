@@ -41,7 +41,7 @@ def _policies():
 
 
 def _fold_policies():
-    return {name: policy for name, policy in _policies().items() if name != "unfold"}
+    return {name: policy for name, policy in _policies().items() if policy.folds}
 
 
 def _estimators():
@@ -139,21 +139,29 @@ class TinyWorldConfig(Strict):
 
 
 class MemoryConfig(Strict):
-    """Folding (longshort/memory.py). A segment is summarized at the first turn boundary after ``fold_after`` think
-    tokens, as cold-start fold data closes a segment at the first thought that reaches ``coldstart.segment_tokens``;
-    ``segment_budget`` is the hard cap, where a turn still running is cut and the summary forced."""
+    """Folding (longshort/memory.py), under a policy that summarizes segments.
+
+    ``folds: forced``: the orchestrator has ``summarizer`` summarize a segment at the first turn boundary after
+    ``fold_after`` think tokens (as cold-start fold data closes a segment at the first thought that reaches
+    ``coldstart.segment_tokens``). ``folds: self`` (Accordion-Thinking): the writer closes its step with a summary it
+    opens itself, in the same turn. Either way ``segment_budget`` is the hard cap, where a turn still running is cut
+    and the summary forced, and ``max_rounds`` bounds the summaries."""
 
     policy: MemoryPolicy = "unfold"
+    folds: Literal["forced", "self"] = "forced"  # who decides when a segment is summarized
     segment_budget: int = Field(default=96, ge=1)  # most think tokens in one segment
-    fold_after: int | None = Field(default=None, ge=1)  # null: fold only at segment_budget
+    fold_after: int | None = Field(default=None, ge=1)  # forced folds; null: fold only at segment_budget
     summary_cap: int = 32  # most tokens of one summary
     max_rounds: int = 16  # most summaries (folds) per transcript
-    summarizer: Literal["long", "short"] = "short"
+    summarizer: Literal["long", "short"] = "short"  # who writes a forced summary
 
     @model_validator(mode="after")
     def _fold_within_budget(self):
         if self.fold_after is not None and self.fold_after > self.segment_budget:
             raise ValueError(f"fold_after ({self.fold_after}) must not exceed segment_budget ({self.segment_budget})")
+        if self.folds == "self" and self.fold_after is not None:
+            raise ValueError("fold_after forces folds; with folds: self the writer decides (segment_budget stays "
+                             "the hard cap), so set fold_after: null")
         return self
 
     @property
