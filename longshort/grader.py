@@ -18,12 +18,12 @@ from math_verify import LatexExtractionConfig, parse, verify
 
 KINDS = ("math", "mcq", "gsm8k", "synthetic")
 
-_BOXED = re.compile(r"\\boxed\s*\{")
+_BOXED_OR_BRACE = re.compile(r"\\boxed\s*\{|\\.|[{}]", re.DOTALL)
 # An option letter standing alone. Lower case counts only when no word follows ("answer: c"),
 # so that the article in "the answer is a bit unclear" is not read as option A.
 _OPTION = r"(?<![\w\\-])(?:[A-D]|[a-d](?![ \t]*[A-Za-z]))(?![\w-])"
 _ANSWER_IS = re.compile(
-    r"(?i:answer(?:\s+is)?)\s*[:=]?[\s*$({\[]*(?:\\text(?:bf)?\{)?(?i:option\s+)?(" + _OPTION + ")"
+    r"(?i:answer(?:\s+is)?)[\s*$({\[:=]*(?:\\text(?:bf)?\{)?(?i:option\s+)?(" + _OPTION + ")"
 )
 # Thousands separators are allowed only in groups of three, so "1,2,3" reads as three numbers.
 # A minus sign counts only where it cannot be subtraction ("5-3" ends in 3, not -3).
@@ -33,19 +33,23 @@ _NUMBER = re.compile(r"(?<![\w.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+
 def last_boxed(text: str) -> str | None:
     """Content of the last complete ``\\boxed{...}``; braces are balanced, escaped ones ignored.
 
-    A generation cut off inside its final box falls back to the box before it.
+    A generation cut off inside its final box falls back to the box before it. One pass over the text.
     """
-    found = None
-    for match in _BOXED.finditer(text):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            if text[i] == "\\":
-                i += 2
-                continue
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            found = text[match.end() : i - 1]
+    found, found_start = None, -1
+    depth, open_boxes = 0, []  # the depth outside each open box, and where its content starts
+    for match in _BOXED_OR_BRACE.finditer(text):
+        token = match.group()
+        if token == "}":
+            depth -= 1
+            if open_boxes and open_boxes[-1][0] == depth:
+                _, start = open_boxes.pop()
+                if start > found_start:
+                    found, found_start = text[start : match.start()], start
+        elif token == "{":
+            depth += 1
+        elif token.startswith("\\boxed"):
+            open_boxes.append((depth, match.end()))
+            depth += 1
     return found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from decimal import Decimal
 
 import pytest
@@ -168,6 +169,21 @@ def test_last_boxed_balances_braces():
 
 def test_last_boxed_skips_a_truncated_box():
     assert last_boxed(r"\boxed{3} and finally \boxed{\frac{4}{") == "3"
+
+
+def test_last_boxed_takes_the_last_box_to_open_among_complete_ones():
+    assert last_boxed(r"\boxed{\boxed{1} + 2}") == "1"
+    assert last_boxed(r"} \boxed{4} {") == "4"
+    assert last_boxed(r"\boxed {5}") == "5"
+
+
+def test_open_boxes_are_read_in_linear_time():
+    opened = r"\boxed{" * 14000
+    start = time.monotonic()
+    assert last_boxed(opened * 10) is None
+    assert last_boxed(opened + r"\boxed{7}" + opened) == "7"
+    assert extract_answer("mcq", "answer" + " " * 200000) is None
+    assert time.monotonic() - start < 2.0
 
 
 # --- mcq -----------------------------------------------------------------------------------
