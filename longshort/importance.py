@@ -106,7 +106,7 @@ class Rollouts:
             for completion in result.completions:
                 self.stats["rollout_tokens"] += len(completion.token_ids)
                 answer = self.answer_text(completion.token_ids)
-                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
+                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer, delimited=True)
             correct.append(hits)
         return correct
 
@@ -139,7 +139,8 @@ class Rollouts:
         for index, rollout in copies:
             self.stats["rollout_tokens"] += rollout.tokens() - states[index].tokens()
             problem = rollout.problem
-            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer)
+            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer,
+                                                                     delimited=True)
         return correct
 
 

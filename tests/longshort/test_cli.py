@@ -27,9 +27,11 @@ def test_bad_config_is_one_clear_message(tmp_path):
 def test_importing_longshort_loads_no_heavy_engine():
     code = (
         "import sys, longshort.cli, longshort.config, longshort.protocol, longshort.agents.actor, "
-        "longshort.agents.backend, longshort.agents.hf_backend, longshort.data.tiny_world, longshort.rl.sft\n"
+        "longshort.agents.backend, longshort.agents.hf_backend, longshort.data.tiny_world, longshort.rl.sft, "
+        "longshort.grader\n"
         "longshort.cli.build_parser()\n"
-        "heavy = [m for m in ('vllm', 'openrlhf', 'deepspeed', 'ray', 'torch', 'transformers') if m in sys.modules]\n"
+        "heavy = [m for m in ('vllm', 'openrlhf', 'deepspeed', 'ray', 'torch', 'transformers', 'math_verify', "
+        "'sympy') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

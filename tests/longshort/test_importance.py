@@ -122,7 +122,7 @@ def test_score_cli_records_bad_items_and_resumes(tiny_config, tmp_path):
     assert main(args) == 0
     records = {r["id"]: r for r in map(json.loads, open(out))}
     assert set(records) == {"good", "no-gold", "too-long"}
-    assert "cannot read the gold answer" in records["no-gold"]["skipped"]
+    assert "the gold answer is empty" in records["no-gold"]["skipped"]
     statuses = [c["status"] for c in records["too-long"]["chunks"]]
     assert statuses[0] == "scored" and statuses[-1] == "past_context" and len(statuses) == 40
     assert [c["status"] for c in records["good"]["chunks"]] == ["scored", "scored"]
