@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -14,6 +16,27 @@ def test_grade_prints_correct_or_incorrect():
     assert (ok.returncode, ok.stdout.strip()) == (0, "correct")
     wrong = longshort("grade", "--kind", "mcq", "--prediction", "Answer: B", "--gold", "C")
     assert (wrong.returncode, wrong.stdout.strip()) == (0, "incorrect")
+
+
+@pytest.mark.parametrize("args, verdict", [
+    (["--gold", r"-\frac{7}{3}", "--prediction", r"-\frac{14}{6}", "--delimited"], "correct"),
+    (["--prediction", r"-\frac{14}{6}", "--gold", r"-\frac{7}{3}", "--delimited"], "correct"),
+    (["--gold", "-5", "--prediction", "-6", "--delimited"], "incorrect"),
+    (["--gold=-x", "--prediction=--x", "--delimited"], "incorrect"),
+    (["--gold", "-x", "--prediction", "The answer is $-x$."], "correct"),
+])
+def test_grade_takes_values_that_start_with_a_dash(args, verdict, capsys):
+    from longshort.cli import main
+
+    assert main(["grade", "--kind", "math", *args]) == 0
+    assert capsys.readouterr().out.strip() == verdict
+
+
+def test_grade_refuses_an_empty_gold(capsys):
+    from longshort.cli import main
+
+    assert main(["grade", "--kind", "synthetic", "--prediction", "", "--gold", ""]) == 2
+    assert capsys.readouterr().err.strip() == "longshort: error: the gold answer is empty ('')"
 
 
 def test_bad_config_is_one_clear_message(tmp_path):
