@@ -102,6 +102,12 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def test_a_null_gold_answer_is_refused_not_read_as_none(tmp_path):
+    row = {"id": "t", "problem": "2+2?", "thinking": "4", "answer": None}
+    with pytest.raises(ValueError, match=r"line 1: trace t: no gold answer"):
+        read_scoring_inputs(_write(tmp_path / "traces.jsonl", [row]))
+
+
 def test_score_cli_records_bad_items_and_resumes(tiny_config, tmp_path):
     from longshort.cli import main
 
