@@ -110,4 +110,7 @@ if __name__ == "__main__":
     # As a script, this file's folder leads sys.path; its modules (config, memory, ...) must shadow nothing.
     if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
         del sys.path[0]
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # the parent exited while we worked or started: nobody to answer
+        pass
