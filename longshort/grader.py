@@ -25,9 +25,10 @@ sympy's arithmetic in C (``10^{10^{10}}``); a thread cannot be stopped at all. A
 call waits at most ``TIME_LIMIT_S`` for its worker's reply; a worker that overruns is killed and replaced at
 once, and the call grades as incorrect and is counted in ``grading_stats()``. The workers are plain
 subprocesses talking JSON lines, not multiprocessing ones: those re-import the caller's main script (spawn) or
-copy a threaded process (fork). A round trip costs about 0.15 ms beside math-verify's own 1-10 ms (measured by
-eval/bench_grader.py). Workers are shared by the threads of a process (up to ``MAX_WORKERS``, started on demand,
-about 70 MB each) and never across a fork: a forked child starts its own.
+copy a threaded process (fork). A round trip costs about 0.2 ms, beside a median 1.5 ms for math-verify's own
+work (eval/bench_grader.py). Workers are shared by the threads of a process (up to ``MAX_WORKERS``, started on
+demand, about 70 MB each) and never across a fork: a forked child starts its own. A call may first wait for a
+free worker, or for one that is starting (0.3 s), which the limit does not count.
 """
 from __future__ import annotations
 
