@@ -21,7 +21,7 @@ setup(
         "safetensors",
         "datasets>=3.0",
         "ray[default]>=2.40",
-        "math-verify>=0.7",
+        "math-verify>=0.9",  # the grader's cases (eval/grading_cases.py) are checked against 0.9
         "pydantic>=2.6",
         "pyyaml>=6.0",
         "tqdm>=4.66",

@@ -155,7 +155,8 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
             counts["unreadable_gold"] += 1
             continue
         prediction = item.prediction
-        if prediction is not None and not cfg.keep_wrong and not grade(item.problem.kind, prediction, item.problem.answer):
+        if (prediction is not None and not cfg.keep_wrong
+                and not grade(item.problem.kind, prediction, item.problem.answer, delimited=True)):
             counts["wrong_answer"] += 1
             continue
         problems.append(item.problem)

@@ -22,7 +22,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def correct(t: Transcript) -> bool:
-    return t.answer is not None and grade(t.problem.kind, t.answer, t.problem.answer)
+    return t.answer is not None and grade(t.problem.kind, t.answer, t.problem.answer, delimited=True)
 
 
 def mode_metrics(transcripts: list[Transcript], ks: tuple[int, ...], timing: dict) -> dict:

@@ -190,7 +190,9 @@ def write_reports(out: Path, summary: dict, transcripts: dict, config) -> None:
     """report.md, plots/ and report.html from the summary and the transcripts (benchmark -> mode -> list)."""
     out = Path(out)
     table = markdown_table(summary)
-    (out / "report.md").write_text(f"# Benchmark run\n\n{table}\n\npass@1 ± its standard error over problems. "
+    timeouts = summary.get("grading", {}).get("timeouts", 0)
+    graded = f" {timeouts} gradings ran out of time and count as wrong." if timeouts else ""
+    (out / "report.md").write_text(f"# Benchmark run\n\n{table}\n\npass@1 ± its standard error over problems.{graded} "
                                    f"Versions: {json.dumps(summary['versions'])}\n")
     images = plots(out, summary, _context_curves(summary, transcripts))
     items = _viewer_items(out, transcripts, config.eval.viewer_transcripts)

@@ -108,8 +108,10 @@ def load_transcripts(out: Path, table, problems, samples: int) -> dict:
 
 
 def write_summary(out: Path, config, command: dict, table, transcripts: dict, timing) -> dict:
-    """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
+    """summary.json: the config, the versions, the command, one metrics row per benchmark × mode, and the grader's
+    counts (a timed-out grading counts as wrong, so a report says how many there were)."""
     from longshort.eval.metrics import mode_metrics
+    from longshort.grader import grading_stats
 
     results = {benchmark: {mode: mode_metrics(found, config.eval.pass_k, timing.get(f"{benchmark}/{mode}", {}))
                            for mode, found in modes.items()}
@@ -120,6 +122,7 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
         "command": command,
         "modes": {mode: {"router": s.router, "memory": s.memory.policy} for mode, s in table.items()},
         "results": results,
+        "grading": grading_stats(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -166,6 +169,7 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
     from longshort.eval.metrics import mode_metrics
     from longshort.eval.modes import mode_of
     from longshort.eval.report import write_reports
+    from longshort.grader import grading_stats
     from longshort.jsonl import read_rows
     from longshort.transcript import Transcript
 
@@ -190,6 +194,7 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
         "modes": {mode: {"router": t.router, "memory": t.memory} for mode, t in modes.items()},
         "results": {source: {mode: mode_metrics(found, config.eval.pass_k, {}) for mode, found in by_mode.items()}
                     for source, by_mode in transcripts.items()},
+        "grading": grading_stats(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_reports(out, summary, transcripts, config)

@@ -43,8 +43,27 @@ def _add_tokens(args) -> int:
 def _grade(args) -> int:
     from longshort.grader import grade
 
-    print("correct" if grade(args.kind, args.prediction, args.gold) else "incorrect")
+    correct = grade(args.kind, args.prediction, args.gold, delimited=args.delimited)
+    print("correct" if correct else "incorrect")
     return 0
+
+
+# Options whose value is any text, a leading "-" included ("--gold -\frac{7}{3}"); argparse would read such a
+# value as an option, so "--gold VALUE" is passed on as "--gold=VALUE".
+TEXT_OPTIONS = {"grade": ("--prediction", "--gold")}
+
+
+def _join_text_values(argv: list[str]) -> list[str]:
+    names = TEXT_OPTIONS.get(next((a for a in argv if not a.startswith("-")), ""), ())
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in names and i + 1 < len(argv):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
 
 
 AGENT_COLOURS = {"long": "\033[35m", "short": "\033[36m", "summary": "\033[33m"}
@@ -205,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="grade one prediction against a gold answer")
     p.add_argument("--kind", required=True, choices=KINDS)
-    p.add_argument("--prediction", required=True)
-    p.add_argument("--gold", required=True)
+    p.add_argument("--prediction", required=True, help="a model's output (any text, even one starting with -)")
+    p.add_argument("--gold", required=True, help="the gold answer (any text, even one starting with -)")
+    p.add_argument("--delimited", action="store_true",
+                   help="the prediction is the text between answer tags, read whole as the answer")
     p.set_defaults(run=_grade)
 
     p = sub.add_parser("solve", help="solve one question, or a JSONL file of problems (resumable)")
@@ -294,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     from longshort.rl.rewards import RewardFunctionError
 
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    args, rest = parser.parse_known_args(_join_text_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command == "eval":  # its options belong to eval/run_benchmarks.py
         args.rest = rest
     elif rest:

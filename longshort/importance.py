@@ -66,7 +66,8 @@ class ContinueRollouts(Rollouts):
         for index, rollout in copies:
             self.stats["rollout_tokens"] += rollout.tokens() - states[index].tokens()
             problem = rollout.problem
-            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer)
+            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer,
+                                                                     delimited=True)
         return correct
 
 
@@ -134,7 +135,7 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
         found = trace_id(number, row, thinking, seen)
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"trace {found}: no problem text")
-        if "answer" not in row:
+        if row.get("answer") is None:  # a JSON null would otherwise be graded as the text "None"
             raise ValueError(f"trace {found}: no gold answer")
         problem = Problem(found, question, str(row["answer"]), str(row.get("source", Path(path).stem)),
                           str(row.get("kind", default_kind)))

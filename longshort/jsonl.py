@@ -21,10 +21,11 @@ class InputError(ValueError):
 def read_problems(path: str | Path, skip_bad: bool = False, default_kind: str = "synthetic") -> list[Problem]:
     """Problems from JSONL rows with ``question`` (and optional ``id``, ``answer``, ``kind``, ``source``)."""
     def problem(number: int, row: dict) -> Problem:
+        answer = row.get("answer")
         return Problem(
             id=str(row.get("id", f"line-{number}")),
             question=str(row.get("question") or ""),
-            answer=str(row.get("answer", "")),
+            answer="" if answer is None else str(answer),  # a null is no answer, not the text "None"
             source=str(row.get("source", Path(path).stem)),
             kind=str(row.get("kind", default_kind)),
         )

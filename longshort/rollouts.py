@@ -93,7 +93,7 @@ class Rollouts:
             for completion in result.completions:
                 self.stats["rollout_tokens"] += len(completion.token_ids)
                 answer = self.answer_text(completion.token_ids)
-                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
+                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer, delimited=True)
             correct.append(hits)
         return correct
 

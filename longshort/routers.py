@@ -130,7 +130,8 @@ class MonteCarlo(Router):
                 ids = completion.token_ids
                 if ids[-1] == p.answer_close_id:
                     answer = self.rollouts.answer_text(ids)
-                    chances[n] += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
+                    chances[n] += answer is not None and grade(state.problem.kind, answer, state.problem.answer,
+                                                               delimited=True)
                     continue
                 closing = [] if completion.stop_reason == "stop" else [p.close_id(agent)]
                 after = copy.copy(state)

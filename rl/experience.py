@@ -23,10 +23,18 @@ def starting_config(config: Config) -> Config:
 
 
 def training_problems(config: Config) -> list[Problem]:
+    """RL's problems (training data: their gold answers are the reward), each gold checked readable up front."""
     if config.rl.problems:
+        from longshort.grader import check_gold
         from longshort.jsonl import read_problems
 
-        return read_problems(config.rl.problems)
+        problems = read_problems(config.rl.problems)
+        for problem in problems:
+            try:
+                check_gold(problem.kind, problem.answer)
+            except ValueError as e:
+                raise ValueError(f"{config.rl.problems}: problem {problem.id}: {e}") from None
+        return problems
     if config.tiny is None:
         raise ValueError(f"{config.source}: no 'tiny' section, so set rl.problems to a JSONL of training problems")
     from longshort.data.tiny_world import as_problem, problems
@@ -103,6 +111,8 @@ def long_share(long_tokens: float, short_tokens: float) -> float:
 
 
 def step_metrics(step: int, transcripts, scored) -> dict:
+    from longshort.grader import grading_stats
+
     n = len(transcripts)
     long_tokens = sum(t.tokens("long") for t in transcripts) / n
     short_tokens = sum(t.tokens("short") for t in transcripts) / n
@@ -115,4 +125,5 @@ def step_metrics(step: int, transcripts, scored) -> dict:
         "short_tokens": round(short_tokens, 3),
         "long_share": round(long_share(long_tokens, short_tokens), 5),
         "folds": round(sum(t.folds for t in transcripts) / n, 3),
+        "grading_timeouts": grading_stats()["timeouts"],  # so far in this run's process
     }

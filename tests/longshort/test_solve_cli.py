@@ -64,3 +64,12 @@ def test_bad_lines_are_named_and_skip_bad_goes_on(tiny_config, tmp_path):
         assert f"line {line}: " in result.stdout + result.stderr and what in result.stdout + result.stderr
     got = [json.loads(line)["problem"]["id"] for line in open(tmp_path / "out.jsonl")]
     assert sorted(got) == sorted(good)
+
+
+def test_a_null_answer_reads_as_no_answer(tmp_path):
+    from longshort.jsonl import read_problems
+
+    path = tmp_path / "problems.jsonl"
+    path.write_text('{"question": "2+2?", "answer": null}\n{"question": "3+3?", "answer": 6}\n')
+    assert [p.answer for p in read_problems(path)] == ["", "6"]
+
