@@ -48,6 +48,7 @@ def mode_metrics(transcripts: list[Transcript], ks: tuple[int, ...], timing: dic
         "tokens": mean([t.tokens() for t in transcripts]),
         "turns": mean([len(t.turns) for t in transcripts]),
         "folds": mean([t.folds for t in transcripts]),
+        "self_folds": mean([t.self_folds for t in transcripts]),  # summaries the writer opened itself
         "peak_context": mean([t.peak_context for t in transcripts]),
         "wall_s": round(timing.get("wall_s", 0.0), 2),
         "tokens_per_s": timing["tokens"] / timing["wall_s"] if timing.get("wall_s") else None,

@@ -119,16 +119,18 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def plot_training(rows: list[dict], path: Path) -> None:
-    """An RL run's mean reward, accuracy and long-token share per step, each with a moving average."""
+def plot_training(rows: list[dict], path: Path, gaps: list[dict] = ()) -> None:
+    """An RL run's mean reward, accuracy and long-token share per step, each with a moving average; with ``gaps``
+    (gap.jsonl), the held-out accuracy under Fold and Unfold and their gap."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for axis, key in zip(axes, ("reward", "accuracy", "long_share")):
+    keys = ("reward", "accuracy", "long_share")
+    figure, axes = plt.subplots(1, len(keys) + bool(gaps), figsize=(13 + 4 * bool(gaps), 3.5))
+    for axis, key in zip(axes, keys):
         values = [r[key] for r in rows]
         window = max(1, len(values) // 10)
         smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
@@ -137,6 +139,13 @@ def plot_training(rows: list[dict], path: Path) -> None:
         axis.plot(steps, smooth, label=f"mean of {window}")
         axis.set_xlabel("step")
         axis.set_title(key.replace("_", " "))
+        axis.legend()
+    if gaps:
+        axis, at = axes[-1], [g["step"] for g in gaps]
+        for key, label in (("fold_accuracy", "Fold"), ("unfold_accuracy", "Unfold"), ("fold_gap", "Unfold − Fold")):
+            axis.plot(at, [g[key] for g in gaps], marker="o", label=label)
+        axis.set_xlabel("step")
+        axis.set_title("held-out accuracy, Fold vs Unfold")
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -225,7 +234,8 @@ figure {{ display: inline-block; margin: 1em 1em 0 0; }} img {{ max-width: 640px
 #viewer .turn {{ white-space: pre-wrap; padding: 2px 4px; margin: 2px 0; border-radius: 3px; }}
 .long {{ background: #dbe6fb; }} .short {{ background: #ffe7cc; }}
 .summary {{ border: 2px dashed #884; }} .answer {{ font-weight: bold; }}
-.fold {{ color: #884; font-size: 11px; margin: 4px 0; }}
+.fold {{ color: #884; font-size: 11px; margin: 4px 0; cursor: pointer; }}
+details.segment {{ border-left: 3px solid #cc9; padding-left: 6px; margin: 4px 0; }}
 .tag {{ font-size: 10px; color: #555; margin-right: 6px; }}
 .ok {{ color: #070; }} .wrong {{ color: #b00; }}
 </style></head><body>
@@ -255,12 +265,9 @@ function show(i) {{
   verdict.className = item.correct ? "ok" : "wrong";
   verdict.textContent = `answer: ${{item.answer}} · gold: ${{item.gold}} · ${{item.stop}}`;
   viewer.append(head, verdict);
+  // a folded segment is shown as its summary; opening it shows the steps the summary replaced in the context
+  let segment = [];
   for (const turn of item.turns) {{
-    if (turn.kind === "summary") {{
-      const fold = document.createElement("div");
-      fold.className = "fold"; fold.textContent = "▼ fold: the segment above leaves the context";
-      viewer.append(fold);
-    }}
     const div = document.createElement("div");
     div.className = `turn ${{turn.agent}} ${{turn.kind}}`;
     const tag = document.createElement("span");
@@ -268,8 +275,19 @@ function show(i) {{
     tag.textContent = `${{turn.agent}} ${{turn.kind}} · ${{turn.tokens}} tok` +
       (turn.score === null ? "" : ` · S=${{turn.score.toFixed(2)}}`);
     div.append(tag, turn.text);
-    viewer.append(div);
+    if (turn.kind !== "summary") {{ segment.push(div); continue; }}
+    const fold = document.createElement("details");
+    fold.className = "segment";
+    const head = document.createElement("summary");  // what stays in the context: shown; the step: on a click
+    const note = document.createElement("span");
+    note.className = "fold";
+    note.textContent = `step of ${{segment.length}} turns, folded: `;
+    head.append(note, div);
+    fold.append(head, ...segment);
+    viewer.append(fold);
+    segment = [];
   }}
+  viewer.append(...segment);
 }}
 pick.addEventListener("change", () => show(pick.value));
 if (items.length) show(0);

@@ -44,6 +44,10 @@ def _fold_policies():
     return {name: policy for name, policy in _policies().items() if policy.folds}
 
 
+def _rollout_policies():
+    return {**_policies(), "mix": None}
+
+
 def _estimators():
     from longshort.rl.rewards import ESTIMATORS
 
@@ -53,6 +57,7 @@ def _estimators():
 Router = Annotated[str, _registered("router", _routers)]
 MemoryPolicy = Annotated[str, _registered("memory policy", _policies)]
 FoldPolicy = Annotated[str, _registered("folding memory policy", _fold_policies)]
+RolloutPolicy = Annotated[str, _registered("memory policy", _rollout_policies)]
 Estimator = Annotated[str, _registered("advantage estimator", _estimators)]
 
 
@@ -291,7 +296,15 @@ class RLConfig(Strict):
     problems_per_step: int = Field(default=16, ge=1)
     samples_per_problem: int = Field(default=8, ge=2)  # the group whose rewards are normalized
     router: Router = "handoff"
-    policy: MemoryPolicy = "unfold"
+    # the rollouts' memory policy; "mix" (Mix-RL): each rollout under one of ``mix``, drawn at random
+    policy: RolloutPolicy = "unfold"
+    mix: tuple[MemoryPolicy, ...] = ("fold-append", "unfold-summaries")
+    # Every ``gap_every`` steps (and before the first), the pair solves ``gap_problems`` held-out problems greedily
+    # under Fold and under Unfold (``gap_policies``); the accuracy gap is a metric and a plot. 0: never.
+    gap_every: int = Field(default=0, ge=0)
+    gap_problems: int = Field(default=50, ge=1)
+    gap_policies: tuple[FoldPolicy, MemoryPolicy] = ("fold-append", "unfold-summaries")
+    heldout: str | None = None  # JSONL of held-out problems for the gap; null: the tiny world's held-out set
     temperature: float = Field(default=1.0, gt=0)  # of the rollouts; log-probs are of the raw distribution
     train: Literal["joint", "alternate"] = "joint"  # both agents every step, or one per round (OpenRLHF: alternate)
     alternate_every: int = Field(default=10, ge=1)  # steps per round under ``alternate``
@@ -358,7 +371,7 @@ class Config(Strict):
 
 # Config keys that hold a path, as (section, ..., key): relative ones resolve against the config's folder.
 PATH_KEYS = (("long", "path"), ("short", "path"), ("tiny", "out_dir"), ("coldstart", "out_dir"), ("rl", "out_dir"),
-             ("rl", "init"), ("rl", "problems"), ("rl", "reward", "function"))
+             ("rl", "init"), ("rl", "problems"), ("rl", "heldout"), ("rl", "reward", "function"))
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:

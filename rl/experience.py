@@ -46,11 +46,19 @@ def training_problems(config: Config) -> list[Problem]:
     return [as_problem(p, used + i) for i, p in enumerate(train_set[used:])]
 
 
-def rollout_settings(config: Config, step: int):
-    """The solve and sampling configs of RL rollouts (both backends): the ``rl`` router and memory policy, sampling at
-    ``rl.temperature`` with a seed per step."""
+def rollout_policy(config: Config, step: int, problem_id: str, sample: int) -> str:
+    """The memory policy of one rollout: ``rl.policy``, or under Mix-RL one of ``rl.mix`` drawn for this rollout."""
     cfg = config.rl
-    memory = config.solve.memory.model_copy(update={"policy": cfg.policy})
+    if cfg.policy != "mix":
+        return cfg.policy
+    return random.Random(f"{cfg.seed}:{step}:{problem_id}:{sample}").choice(cfg.mix)
+
+
+def rollout_settings(config: Config, step: int, policy: str | None = None):
+    """The solve and sampling configs of RL rollouts (both backends): the ``rl`` router and memory policy (or
+    ``policy``), sampling at ``rl.temperature`` with a seed per step."""
+    cfg = config.rl
+    memory = config.solve.memory.model_copy(update={"policy": policy or cfg.policy})
     solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory})
     sampling = config.sampling.model_copy(update={"temperature": cfg.temperature, "top_p": 1.0,
                                                   "seed": cfg.seed * 1_000_003 + step})
@@ -65,9 +73,14 @@ def rollout_step(config: Config, hosted, problems: list[Problem], step: int):
 
     cfg = config.rl
     chosen = random.Random(f"{cfg.seed}:{step}").sample(problems, min(cfg.problems_per_step, len(problems)))
-    solve, sampling = rollout_settings(config, step)
-    orch = orchestrator(config.model_copy(update={"sampling": sampling}), hosted, solve)
-    transcripts = orch.solve([(p, s) for p in chosen for s in range(cfg.samples_per_problem)])
+    by_policy: dict[str, list] = {}
+    for p in chosen:
+        for s in range(cfg.samples_per_problem):
+            by_policy.setdefault(rollout_policy(config, step, p.id, s), []).append((p, s))
+    transcripts = []
+    for policy, todo in by_policy.items():  # one orchestrator per memory policy (Mix-RL: a few)
+        solve, sampling = rollout_settings(config, step, policy)
+        transcripts += orchestrator(config.model_copy(update={"sampling": sampling}), hosted, solve).solve(todo)
     scored = rewards(transcripts, cfg.reward)
     totals = [r.total for r in scored]
     credits = turn_credits(config, hosted, transcripts) if cfg.turn_credit else [None] * len(transcripts)
@@ -125,5 +138,6 @@ def step_metrics(step: int, transcripts, scored) -> dict:
         "short_tokens": round(short_tokens, 3),
         "long_share": round(long_share(long_tokens, short_tokens), 5),
         "folds": round(sum(t.folds for t in transcripts) / n, 3),
+        "self_folds": round(sum(t.self_folds for t in transcripts) / n, 3),
         "grading_timeouts": grading_stats()["timeouts"],  # so far in this run's process
     }

@@ -42,6 +42,33 @@ def _keep_rows(path: Path, last_step: int) -> list[dict]:
     return rows
 
 
+def heldout_problems(config: Config) -> list:
+    """The held-out problems the Fold/Unfold gap is measured on: ``rl.heldout``, else the tiny world's."""
+    if config.rl.heldout:
+        from longshort.jsonl import read_problems
+
+        return read_problems(config.rl.heldout)[: config.rl.gap_problems]
+    if config.tiny is None:
+        raise ValueError(f"{config.source}: rl.gap_every needs held-out problems: set rl.heldout")
+    from longshort.data.benchmarks import load_benchmark
+
+    return load_benchmark("synthetic", limit=config.rl.gap_problems, tiny=config.tiny)
+
+
+def fold_gap(config: Config, hosted, problems: list, step: int) -> dict:
+    """The pair's greedy accuracy on ``problems`` under Fold and under Unfold (``rl.gap_policies``), and the gap."""
+    from longshort.eval.metrics import correct
+    from longshort.eval.modes import solve_config
+    from longshort.runner import orchestrator
+
+    accuracy = {}
+    for name, policy in zip(("fold", "unfold"), config.rl.gap_policies):
+        solved = orchestrator(config, hosted, solve_config(config, config.rl.router, policy)).solve(problems)
+        accuracy[name] = sum(map(correct, solved)) / len(solved)
+    return {"step": step, "fold_accuracy": round(accuracy["fold"], 5), "unfold_accuracy": round(accuracy["unfold"], 5),
+            "fold_gap": round(accuracy["unfold"] - accuracy["fold"], 5)}
+
+
 def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     """The local backend's RL loop; returns the metrics rows of every step."""
     import torch
@@ -77,6 +104,19 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     rows = _keep_rows(out / "metrics.jsonl", done)
     metrics = Appender(out / "metrics.jsonl")
     board = SummaryWriter(str(out / "tensorboard"), purge_step=done + 1)
+    gaps = _keep_rows(out / "gap.jsonl", done)
+    gap_file = Appender(out / "gap.jsonl")
+    gap_set = heldout_problems(config) if cfg.gap_every else []
+
+    def measure_gap(step: int) -> dict:
+        """Fold and Unfold on the held-out problems after ``step`` steps, into gap.jsonl."""
+        gap = fold_gap(config, hosted, gap_set, step)
+        gap_file.write(gap)
+        gaps.append(gap)
+        return gap
+
+    if cfg.gap_every and not gaps:
+        measure_gap(0)
 
     def save(step: int) -> None:
         save_atomically({"step": step, "models": {a: t.model.state_dict() for a, t in trainers.items()},
@@ -93,6 +133,8 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
                 if samples[agent]:
                     row.update(trainers[agent].update(samples[agent], step))
             row["seconds"] = round(time.perf_counter() - began, 3)
+            if cfg.gap_every and ((step + 1) % cfg.gap_every == 0 or step + 1 == cfg.steps):
+                row.update({k: v for k, v in measure_gap(step + 1).items() if k != "step"})
             metrics.write(row)
             rows.append(row)
             for key, value in row.items():
@@ -105,11 +147,12 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     finally:
         bar.close()
         metrics.close()
+        gap_file.close()
         board.close()
     for agent, trainer in trainers.items():
         trainer.model.save_pretrained(out / agent)
         hosted.tokenizer.save_pretrained(out / agent)
-    plot_training(rows, out / "reward.png")
+    plot_training(rows, out / "reward.png", gaps)
     return rows
 
 
