@@ -260,6 +260,7 @@ function show(i) {{
   const item = items[i];
   viewer.replaceChildren();
   const head = document.createElement("p");
+  head.style.whiteSpace = "pre-wrap";  // a question's lines stay lines
   head.append(item.question);
   const verdict = document.createElement("p");
   verdict.className = item.correct ? "ok" : "wrong";
