@@ -47,8 +47,10 @@ class EngineAgent:
 
 
 class BatchingPartner:
-    """The frozen partner's Ray actor (an async one): requests that arrive within ``window_s`` of each other, from
-    all episodes of all engines, go to its Backend as one batch."""
+    """The frozen partner's Ray actor (an async one). Requests from all episodes of all engines queue here and go to
+    its Backend one batch at a time: neither vLLM's synchronous engine (which steps until every request it holds is
+    done, whoever sent it) nor the HF backend's prefix cache may be called from two threads at once. What arrives
+    while a batch decodes is the next batch; requests within ``window_s`` of the first join it too."""
 
     def __init__(self, config, name: str, window_s: float = 0.005):
         from longshort.agents.actor import AgentActor
@@ -56,7 +58,7 @@ class BatchingPartner:
         self.actor = AgentActor(config, name)
         self.window_s = window_s
         self.queue: list = []
-        self.flush_task = None
+        self.serving = None  # the task that decodes batches while requests wait
 
     def info(self) -> dict:
         return self.actor.info()
@@ -64,34 +66,45 @@ class BatchingPartner:
     async def generate_one(self, request):
         future = asyncio.get_running_loop().create_future()
         self.queue.append((request, future))
-        if self.flush_task is None:
-            self.flush_task = asyncio.create_task(self._flush())
+        if self.serving is None:
+            self.serving = asyncio.create_task(self._serve())
         return await future
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(self.window_s)
-        batch, self.queue, self.flush_task = self.queue, [], None
+    async def _serve(self) -> None:
         try:
-            results = await asyncio.to_thread(self.actor.generate, [request for request, _ in batch])
-        except Exception as e:  # every waiting episode hears of it
-            for _, future in batch:
-                future.set_exception(e)
-            return
-        for (_, future), result in zip(batch, results):
-            future.set_result(result)
+            while self.queue:
+                await asyncio.sleep(self.window_s)
+                batch, self.queue = self.queue, []
+                try:
+                    results = await asyncio.to_thread(self.actor.generate, [request for request, _ in batch])
+                except Exception as e:  # every waiting episode hears of it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.serving = None
 
 
 class PartnerAgent:
-    """The frozen partner as the orchestrator sees it: one request per call to its batching actor."""
+    """The frozen partner as the orchestrator sees it: one request per call to its batching actor. A turn that takes
+    longer than ``timeout_s`` fails the episode (and so the job) rather than leave it waiting for ever."""
 
-    def __init__(self, handle, max_context: int):
-        self.handle, self.max_context = handle, max_context
+    def __init__(self, handle, name: str, max_context: int, timeout_s: float):
+        self.handle, self.name, self.max_context, self.timeout_s = handle, name, max_context, timeout_s
 
     def info(self) -> dict:
         return {"max_context": self.max_context}
 
     async def complete(self, request):
-        result = await self.handle.generate_one.remote(request)
+        try:
+            result = await asyncio.wait_for(self.handle.generate_one.remote(request), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the {self.name} partner gave no turn within {self.timeout_s:g} s "
+                               "(rl.partner_timeout_s): its actor is hung or overloaded") from None
         return result.completions[0]
 
 
@@ -119,12 +132,19 @@ class AgentExecutor(AgentExecutorBase):
                 # outside the engines' placement group, whose bundles the trained agent's actors already fill
                 handle = remote.options(name=os.environ["LONGSHORT_PARTNER_ACTOR"], namespace=NAMESPACE,
                                         get_if_exists=True, scheduling_strategy="DEFAULT").remote(model, partner)
-                info = await handle.info.remote()
+                try:
+                    info = await asyncio.wait_for(handle.info.remote(), config.rl.partner_timeout_s)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f"the {partner} partner's actor did not start within "
+                                       f"{config.rl.partner_timeout_s:g} s (rl.partner_timeout_s): Ray found no room "
+                                       f"for {model.num_gpus:g} GPUs and {model.num_cpus:g} CPUs beside the trained "
+                                       "agent's, or its model is slow to load") from None
                 solve, sampling = rollout_settings(config, step=0)
                 self.setup = {"config": config, "trained": trained, "partner": partner, "solve": solve,
                               "sampling": sampling, "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
                                                                                         config.model(trained).path),
-                              "partner_agent": PartnerAgent(handle, min(info["max_context"], max_length))}
+                              "partner_agent": PartnerAgent(handle, partner, min(info["max_context"], max_length),
+                                                            config.rl.partner_timeout_s)}
         return self.setup
 
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):

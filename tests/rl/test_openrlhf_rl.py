@@ -4,6 +4,7 @@ the pinned train_ppo_ray parser. What needs GPUs (DeepSpeed training, NCCL weigh
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
 import json
 import shlex
@@ -98,17 +99,20 @@ def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, mo
 
 class HFEngine:
     """OpenRLHF's engine interface (``await generate(prompt ids, SamplingParams)`` -> a vLLM RequestOutput) over our
-    tiny HF backend, standing in for its vLLM engine actor, which needs a GPU."""
+    tiny HF backend, standing in for its vLLM engine actor where the test needs no vLLM. Calls run one at a time in a
+    thread (the HF backend is not for concurrent callers), so the event loop serves the partner meanwhile."""
 
     def __init__(self, backend):
         self.backend = backend
+        self.lock = asyncio.Lock()
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         from longshort.agents.backend import GenerationRequest
 
         request = GenerationRequest(prompt_token_ids, sampling_params.max_tokens, sampling_params.stop_token_ids,
-                                    sampling_params.temperature, sampling_params.top_p, seed=7)
-        (result,) = self.backend.generate([request])
+                                    sampling_params.temperature, sampling_params.top_p, seed=sampling_params.seed)
+        async with self.lock:
+            (result,) = await asyncio.to_thread(self.backend.generate, [request])
         c = result.completions[0]
         logprobs = [{t: SimpleNamespace(logprob=lp)} for t, lp in zip(c.token_ids, c.logprobs)]
         return SimpleNamespace(outputs=[SimpleNamespace(token_ids=c.token_ids, text="", finish_reason=c.stop_reason,
@@ -129,42 +133,133 @@ def load_agent_file():
     return module
 
 
-def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int):
-    """``count`` training problems through a fresh executor training ``trained``: (transcripts by problem id, the
+def executor_env(tiny_config, tmp_path, monkeypatch, trained: str, **rl) -> Path:
+    """The job's environment for an executor training ``trained`` (the launcher sets it); returns the run config."""
+    monkeypatch.chdir(REPO)
+    config_path = openrlhf_config(tiny_config, tmp_path, temperature=1.0, **rl)
+    partner = "short" if trained == "long" else "long"
+    monkeypatch.setenv("LONGSHORT_CONFIG", str(config_path))
+    monkeypatch.setenv("LONGSHORT_TRAINED", trained)
+    monkeypatch.setenv("LONGSHORT_PARTNER_PATH", tiny_config.model(partner).path)
+    monkeypatch.setenv("LONGSHORT_PARTNER_ACTOR", f"partner-{tmp_path.name}")
+    return config_path
+
+
+def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int, module=None, **rl):
+    """``count`` training problems × ``rl.samples_per_problem`` samples, all at once, through a fresh executor
+    training ``trained``, as OpenRLHF's rollout actor calls it: (the transcript of each result by ``id(result)``, the
     executor's results, the run config)."""
     from longshort.agents.hf_backend import HFBackend
     from longshort.config import load_config
     from longshort.data.tiny_world import as_problem, problems
 
-    monkeypatch.chdir(REPO)
-    config_path = openrlhf_config(tiny_config, tmp_path, temperature=1.0)
-    partner = "short" if trained == "long" else "long"
-    monkeypatch.setenv("LONGSHORT_CONFIG", str(config_path))
-    monkeypatch.setenv("LONGSHORT_TRAINED", trained)
-    monkeypatch.setenv("LONGSHORT_PARTNER_PATH", tiny_config.model(partner).path)
-    monkeypatch.setenv("LONGSHORT_PARTNER_ACTOR", f"partner-test-{trained}")
-    module = load_agent_file()
+    config = load_config(executor_env(tiny_config, tmp_path, monkeypatch, trained, **rl))
+    module = module or load_agent_file()
     executor = module.AgentExecutor()
     engine = HFEngine(HFBackend(tiny_config.model(trained), trained))
     seen = {}
     episode = module.episode
 
     def remember(transcript, *args):
-        seen[transcript.problem.id] = transcript
-        return episode(transcript, *args)
+        result = episode(transcript, *args)
+        seen[id(result)] = transcript
+        return result
 
     monkeypatch.setattr(module, "episode", remember)
-    params = SimpleNamespace(temperature=1.0, top_p=1.0, max_tokens=None, logprobs=None, stop_token_ids=None)
+    params = SimpleNamespace(temperature=1.0, top_p=1.0, max_tokens=None, logprobs=None, stop_token_ids=None,
+                             seed=None)
 
     async def solve_all():
         jobs = []
         for i, p in enumerate(problems(tiny_config.tiny).train[:count]):
             problem = as_problem(p, i)
-            jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
-                                         engine.backend.tokenizer, engine))
-        return await asyncio.gather(*jobs)
+            for _ in range(config.rl.samples_per_problem):
+                jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
+                                             engine.backend.tokenizer, engine))
+        return await asyncio.wait_for(asyncio.gather(*jobs), 600)  # a hang fails here
 
-    return seen, asyncio.run(solve_all()), load_config(config_path)
+    return seen, asyncio.run(solve_all()), config
+
+
+def slow_partner(module, delay_s: float):
+    """The agent file's BatchingPartner over the real HF backend made ``delay_s`` slower per call, recording its
+    most concurrent callers and the completions it served for each prompt (instrumentation, not a stand-in)."""
+    import threading
+    import time
+
+    class Slow:
+        def __init__(self, backend):
+            self.backend, self.lock, self.active, self.peak, self.served = backend, threading.Lock(), 0, 0, {}
+            self.name, self.eos_token_id, self.max_context = backend.name, backend.eos_token_id, backend.max_context
+
+        def generate(self, requests):
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                time.sleep(delay_s)
+                results = self.backend.generate(requests)
+                for request, result in zip(requests, results):
+                    self.served.setdefault(request.prompt_ids, []).append(result.completions[0].token_ids)
+                return results
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+    class SlowPartner(module.BatchingPartner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.actor.backend = Slow(self.actor.backend)
+
+        def record(self):
+            return self.actor.backend.peak, self.actor.backend.served
+
+    return SlowPartner
+
+
+def start_partner(ray, module, tiny_config, tmp_path, delay_s: float):
+    """The partner's actor, started before the executor, which finds it by its name as it finds the one the first
+    engine of a job starts."""
+    partner = ray.remote(num_cpus=0.5)(slow_partner(module, delay_s)).options(
+        name=f"partner-{tmp_path.name}", namespace=module.NAMESPACE).remote(tiny_config.long, "long")
+    ray.get(partner.info.remote())  # loaded
+    return partner
+
+
+def test_the_partner_decodes_one_batch_at_a_time_under_many_concurrent_episodes(tiny_config, tmp_path, monkeypatch,
+                                                                                local_ray):
+    """64 episodes at once against a partner whose backend is slow: its Backend is never called by two threads at
+    once (vLLM's synchronous engine would hand one thread's outputs to another), every partner turn is the
+    completion of that episode's own request, and every episode ends."""
+    from longshort.memory import render
+
+    module = load_agent_file()
+    partner = start_partner(local_ray, module, tiny_config, tmp_path, 0.05)
+    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 16, module)
+    peak, served = local_ray.get(partner.record.remote())
+    local_ray.kill(partner)
+    assert len(results) == len(seen) == 64 and all(t.done for t in seen.values())
+    assert peak == 1
+    partner_turns = 0
+    for transcript in seen.values():
+        for i, turn in enumerate(transcript.turns):
+            if turn.agent == "long":
+                before = copy.copy(transcript)
+                before.turns = transcript.turns[:i]
+                assert turn.token_ids in served[tuple(render(before) + turn.forced_ids)]  # its own request's
+                partner_turns += 1
+    assert partner_turns >= 64
+
+
+def test_a_partner_that_does_not_answer_fails_the_episode_naming_the_timeout(tiny_config, tmp_path, monkeypatch,
+                                                                             local_ray):
+    module = load_agent_file()
+    partner = start_partner(local_ray, module, tiny_config, tmp_path, 30.0)
+    try:
+        with pytest.raises(TimeoutError, match=r"long partner gave no turn within 0.5 s \(rl.partner_timeout_s\)"):
+            run_executor(tiny_config, tmp_path, monkeypatch, "short", 1, module, partner_timeout_s=0.5)
+    finally:
+        local_ray.kill(partner)
 
 
 @pytest.mark.parametrize("trained", ["long", "short"])
@@ -173,13 +268,13 @@ def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(t
     from longshort.memory import render
     from longshort.rl.rewards import rewards
 
-    seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 6)
+    seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 3)
     partner = "short" if trained == "long" else "long"
-    assert len(seen) == 6 and all(t.done for t in seen.values())
+    assert len(seen) == 3 * 4 and all(t.done for t in seen.values())
     assert {t.turns[0].agent for t in seen.values()} == {"long"}  # the handoff router opens with the long agent
     assert any(u.agent == partner for t in seen.values() for u in t.turns)  # the partner actor wrote turns
     for out in results:
-        transcript = seen[json.loads(out["label"])["id"]]
+        transcript = seen[id(out)]
         assert out["observation_tokens"] == render(transcript, "unfold")
         trained_ids = [out["observation_tokens"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert trained_ids == [i for u in transcript.turns if u.agent == trained for i in u.token_ids]
@@ -197,9 +292,9 @@ def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_traine
 
     from longshort.rl.samples import rl_samples
 
-    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 4)
+    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 2)
     for out in results:
-        (ours,) = rl_samples(seen[json.loads(out["label"])["id"]], "short", 0.0)
+        (ours,) = rl_samples(seen[id(out)], "short", 0.0)
         experience = SamplesGenerator._process_response_into_experience(None, out, max_len=512)
         assert experience.sequences[0].tolist() == ours.input_ids
         assert experience.action_mask[0].tolist() == ours.action_mask[1:]  # its mask is shifted by one
