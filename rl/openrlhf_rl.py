@@ -150,7 +150,9 @@ def launch(config: Config, out: Path, dry_run: bool, log=print) -> list[list[str
     before (its ``done`` marker) is skipped."""
     from longshort.rl.jobs import submit
     from longshort.rl.synergy import training_problems
+    from longshort.runner import load_shared_tokenizer
 
+    load_shared_tokenizer(config)  # one vocabulary and one chat template for the pair
     planned = jobs(config, out, training_problems(config), write=not dry_run)
     for run_dir, command in planned:
         if (run_dir / "done").exists() and not dry_run:

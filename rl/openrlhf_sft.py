@@ -6,7 +6,8 @@ the text and trains on the assistant messages. We hand it each sample as message
 sample's own text: a run of trained tokens is an assistant message, every other run a user message, and the chat
 template (``VERBATIM_TEMPLATE``) writes the contents and nothing else. Every run boundary sits next to a protocol
 tag, a special token, so the re-tokenized ids equal our ids and its loss mask equals ours (tests check both with
-its real dataset class).
+its real dataset class). That dataset class also sets the template on the tokenizer OpenRLHF saves with the trained
+model, so the launcher saves the starting tokenizer back over it after each job.
 """
 from __future__ import annotations
 
@@ -66,8 +67,18 @@ def sft_command(config, agent: str, dataset: Path, out: Path) -> list[str]:
     ]
 
 
+def restore_tokenizer(model, trained: Path) -> None:
+    """Save the starting model's tokenizer over the one OpenRLHF saved with the trained model: its SFT dataset
+    sets ``VERBATIM_TEMPLATE`` as the chat template of the very tokenizer it saves, and with that template a solve's
+    prompt would be the bare question instead of the chat turn the model was trained on."""
+    from longshort.agents.hf_backend import load_tokenizer
+
+    load_tokenizer(model.path, model.trust_remote_code).save_pretrained(trained)
+
+
 def launch(config, samples: dict, tokenizer, out: Path, dry_run: bool, log=print) -> list[list[str]]:
-    """Write each agent's dataset and run (or, dry, print) its command, the long agent first."""
+    """Write each agent's dataset and run (or, dry, print) its command, the long agent first; after each run the
+    trained model gets its starting tokenizer back."""
     import subprocess
 
     commands = []
@@ -78,4 +89,5 @@ def launch(config, samples: dict, tokenizer, out: Path, dry_run: bool, log=print
         log(shlex.join(command))
         if not dry_run:
             subprocess.run(command, check=True)
+            restore_tokenizer(config.model(agent), out / agent)
     return commands

@@ -86,3 +86,48 @@ def test_dry_run_writes_the_data_and_prints_both_commands(tiny_config, tmp_path,
         parser.parse_args(shlex.split(line)[5:])
     for agent in ("long", "short"):
         assert (tmp_path / "run" / "openrlhf" / f"{agent}.jsonl").stat().st_size > 0
+
+
+def test_a_cold_started_model_gets_its_own_chat_template_back(tiny_config, tmp_path):
+    """OpenRLHF's SFTDataset sets our training template on the very tokenizer train_sft saves beside the trained
+    model; with it a solve's prompt would be the bare question. Loading such a pair is refused, and the launcher's
+    restore gives the model the prompt it was trained on."""
+    import shutil
+
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from longshort.protocol import prompt_ids
+    from longshort.rl.openrlhf_sft import VERBATIM_TEMPLATE, restore_tokenizer
+    from longshort.runner import load_shared_tokenizer
+
+    source = tiny_config.long.path
+    trained = tmp_path / "long"
+    shutil.copytree(source, trained, ignore=shutil.ignore_patterns("tokenizer*", "chat_template*", "special_*"))
+    tokenizer = AutoTokenizer.from_pretrained(source)  # as train_sft loads it (get_tokenizer)
+    args = SimpleNamespace(data=SimpleNamespace(input_key="messages", output_key=None, apply_chat_template=True,
+                                                tokenizer_chat_template=VERBATIM_TEMPLATE))
+    rows = [{"messages": [{"role": "user", "content": "x=1."}, {"role": "assistant", "content": "So x=1."}]}]
+    openrlhf_datasets.SFTDataset(Dataset.from_list(rows), tokenizer, 512, SimpleNamespace(args=args),
+                                 num_processors=1, multiturn=True)
+    tokenizer.save_pretrained(trained)  # as train_sft's strategy.save_model saves it
+    question = "x=4.\nop1: +3.\nFind x modulo m=10."
+    assert prompt_ids(AutoTokenizer.from_pretrained(trained), question) == tokenizer.encode(question)  # bare
+    for pair in ({"long": trained}, {"long": trained, "short": trained}):
+        with pytest.raises(ValueError, match=f"the chat template of {trained} renders a question bare"):
+            load_shared_tokenizer(tiny_config.with_model_paths(pair))
+    restore_tokenizer(tiny_config.long, trained)
+    tokenizer, _ = load_shared_tokenizer(tiny_config.with_model_paths({"long": trained}))
+    assert prompt_ids(tokenizer, question) == prompt_ids(AutoTokenizer.from_pretrained(source), question)
+
+
+def test_a_pair_whose_chat_templates_differ_is_refused(tiny_config, tmp_path):
+    import shutil
+
+    from longshort.runner import load_shared_tokenizer
+
+    short = Path(shutil.copytree(tiny_config.short.path, tmp_path / "short"))
+    (short / "chat_template.jinja").write_text("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+                                               "{% endfor %}{% if add_generation_prompt %}<|long|>{% endif %}")
+    with pytest.raises(ValueError, match="must share one chat template"):
+        load_shared_tokenizer(tiny_config.with_model_paths({"short": short}))
