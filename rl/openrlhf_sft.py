@@ -58,6 +58,7 @@ def sft_command(config, agent: str, dataset: Path, out: Path) -> list[str]:
         "--ds.zero_stage", str(cfg.zero_stage),
         "--ds.param_dtype", "bf16",
         "--ds.attn_implementation", cfg.attn_implementation,
+        "--model.gradient_checkpointing_enable",  # a 7B model's activations at max_len do not fit otherwise
         "--ckpt.output_dir", str(out / agent),
         "--ckpt.save_hf",
         "--ckpt.path", str(out / "checkpoints" / f"openrlhf-{agent}"),

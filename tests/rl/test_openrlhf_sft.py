@@ -66,6 +66,22 @@ def test_the_command_parses_with_the_pinned_openrlhf_parser(tiny_config, tmp_pat
     assert values["data.input_key"] == "messages" and values["ckpt.load_enable"]
 
 
+def test_the_7b_cold_start_checkpoints_activations_at_a_7b_learning_rate(tmp_path, openrlhf_parser):
+    """configs/qwen2.5-7b.yaml's cold-start: gradient checkpointing (the activations of 16K-token samples of a 7B model
+    do not fit a GPU without it) and its own learning rate, not the tiny world's default."""
+    from longshort.config import ColdstartConfig, load_config
+    from longshort.rl.openrlhf_sft import sft_command
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "qwen2.5-7b.yaml")
+    parser = openrlhf_parser("train_sft")
+    for agent in ("long", "short"):
+        values = vars(parser.parse_args(sft_command(config, agent, tmp_path / f"{agent}.jsonl", tmp_path)[5:]))
+        assert values["model.gradient_checkpointing_enable"]
+        assert values["model.model_name_or_path"] == config.model(agent).path
+        assert values["adam.lr"] == config.coldstart.learning_rate <= ColdstartConfig().learning_rate / 100
+        assert values["data.max_len"] == 16384 and values["train.micro_batch_size"] == 1
+
+
 def test_dry_run_writes_the_data_and_prints_both_commands(tiny_config, tmp_path, capsys, openrlhf_parser):
     import yaml
 
