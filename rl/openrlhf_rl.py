@@ -70,11 +70,15 @@ def agent_file() -> str:
     return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-def ppo_command(config: Config, actor: str, prompts: Path, run_dir: Path) -> list[str]:
-    """``python3 -m openrlhf.cli.train_ppo_ray`` with the flags of 0.11.2 for one round of one agent."""
+def ppo_command(config: Config, agent: str, actor: str, prompts: Path, run_dir: Path) -> list[str]:
+    """``python3 -m openrlhf.cli.train_ppo_ray`` with the flags of 0.11.2 for one round of ``agent``, from the
+    checkpoint ``actor``."""
     cfg = config.rl
     kl = ["--algo.kl.use_loss", "--algo.kl.estimator", "k3",
           "--ref.num_nodes", "1", "--ref.num_gpus_per_node", str(cfg.num_gpus)] if cfg.kl_coef > 0 else []
+    # every turn's prompt is the transcript so far: without the cache each turn prefills it all again (OpenRLHF
+    # resets the cache at each weight sync, so no turn reads KV of older weights)
+    prefix = ["--vllm.enable_prefix_caching"] if config.model(agent).prefix_reuse else []
     return [
         "python3", "-m", "openrlhf.cli.train_ppo_ray",
         "--actor.model_name_or_path", actor,
@@ -104,6 +108,7 @@ def ppo_command(config: Config, actor: str, prompts: Path, run_dir: Path) -> lis
         "--vllm.num_engines", str(cfg.num_gpus),
         "--vllm.tensor_parallel_size", "1",
         "--vllm.gpu_memory_utilization", str(cfg.vllm_memory_utilization),
+        *prefix,
         "--vllm.enable_sleep",
         "--train.colocate_all",
         "--ds.enable_sleep",
@@ -139,7 +144,7 @@ def jobs(config: Config, out: Path, problems, write: bool = True) -> list[tuple[
             prompts_file(config, problems, index, prompts)
         env = {"LONGSHORT_CONFIG": os.path.relpath(config.source), "LONGSHORT_TRAINED": agent,
                "LONGSHORT_PARTNER_PATH": latest[partner], "LONGSHORT_PARTNER_ACTOR": f"partner-{run_dir.name}"}
-        command = submit_command(address, Path.cwd(), ppo_command(config, latest[agent], prompts, run_dir), env)
+        command = submit_command(address, Path.cwd(), ppo_command(config, agent, latest[agent], prompts, run_dir), env)
         planned.append((run_dir, command))
         latest[agent] = str(run_dir / "model")
     return planned

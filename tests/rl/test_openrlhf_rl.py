@@ -61,6 +61,7 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
                 >= args["actor.num_gpus_per_node"])
         assert args["algo.advantage.estimator"] == "group_norm" and args["rollout.n_samples_per_prompt"] > 1
         assert args["ref.num_gpus_per_node"] == args["actor.num_gpus_per_node"] and args["algo.kl.use_loss"]
+        assert args["vllm.enable_prefix_caching"]  # each turn's prompt is the transcript so far
         rows = [json.loads(line) for line in open(args["data.prompt_dataset"])]
         assert len(rows) == 4 * 3 and all(json.loads(r["label"])["question"] == r["prompt"] for r in rows)
         actors.append(args["actor.model_name_or_path"])
