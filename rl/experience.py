@@ -32,11 +32,10 @@ def rollout_step(config: Config, hosted, problems: list[Problem], step: int):
     orch = orchestrator(config.model_copy(update={"sampling": sampling}), hosted, solve)
     transcripts = orch.solve([(p, s) for p in chosen for s in range(cfg.samples_per_problem)])
     scored = rewards(transcripts, cfg.reward)
-    totals = [r.total for r in scored]
     credits = turn_credits(config, hosted, transcripts) if cfg.turn_credit else [None] * len(transcripts)
     samples = {}
     for agent in AGENTS:
-        agent_advantages = advantages(transcripts, totals, agent, cfg.advantage)
+        agent_advantages = advantages(transcripts, scored, agent, cfg.advantage)
         samples[agent] = [s for t, a, c in zip(transcripts, agent_advantages, credits) if a is not None
                           for s in rl_samples(t, agent, a, c)]
     return transcripts, scored, samples

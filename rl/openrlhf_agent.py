@@ -5,7 +5,8 @@ The agent being trained generates through that engine (token ids in, token ids a
 served frozen by one Ray actor hosting our Backend, shared by all engines, which batches the requests of all
 episodes. The orchestrator plans and applies every
 turn, as in a local solve, so the sample handed back is the transcript's own: its ids and action mask come from
-rl/samples.py and its reward from rl/rewards.py, the code the local backend trains with.
+rl/samples.py, and its advantage from rl/rewards.py over its problem's group of samples, the code the local backend
+trains with.
 
 The launcher (rl/openrlhf_rl.py) sets, in the job's environment: ``LONGSHORT_CONFIG`` (the run config, relative
 to the job's working directory), ``LONGSHORT_TRAINED`` (long | short), ``LONGSHORT_PARTNER_PATH`` (the partner's
@@ -107,6 +108,33 @@ class PartnerAgent:
         return result.completions[0]
 
 
+class Groups:
+    """Each problem's samples, gathered until all ``size`` of them have ended, so that their rewards and advantages
+    are computed together by rl/rewards.py, the code the local backend trains with. OpenRLHF runs a prompt's
+    ``--rollout.n_samples_per_prompt`` samples at once on one engine; the launcher sets that to
+    ``rl.samples_per_problem``, this group's size."""
+
+    def __init__(self, config, agent: str):
+        self.config, self.agent, self.open = config, agent, {}
+
+    async def join(self, key: str, transcript):
+        """(The transcript's reward, its advantage for the trained agent or None where it wrote nothing), once the
+        whole group has ended."""
+        from longshort.rl.rewards import advantages, rewards
+
+        members, done = self.open.setdefault(key, ([], asyncio.get_running_loop().create_future()))
+        index = len(members)
+        members.append(transcript)
+        if len(members) == self.config.rl.samples_per_problem:
+            del self.open[key]
+            try:
+                scored = rewards(members, self.config.rl.reward)
+                done.set_result(list(zip(scored, advantages(members, scored, self.agent, self.config.rl.advantage))))
+            except Exception as e:  # every sample of the group hears of it
+                done.set_exception(e)
+        return (await done)[index]
+
+
 class AgentExecutor(AgentExecutorBase):
     def __init__(self):
         self.setup = None
@@ -143,7 +171,8 @@ class AgentExecutor(AgentExecutorBase):
                               "sampling": sampling, "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
                                                                                         config.model(trained).path),
                               "partner_agent": PartnerAgent(handle, partner, min(info["max_context"], max_length),
-                                                            config.rl.partner_timeout_s)}
+                                                            config.rl.partner_timeout_s),
+                              "groups": Groups(config, trained)}
         return self.setup
 
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
@@ -164,14 +193,17 @@ class AgentExecutor(AgentExecutorBase):
         while (step := orchestrator.next_step(transcript)) is not None:
             orchestrator.apply(step, await agents[step.agent].complete(step.request))
         orchestrator.finish(transcript)
-        return episode(transcript, trained, setup["config"], prompt, label)
+        reward, advantage = await setup["groups"].join(label, transcript)
+        return episode(transcript, trained, reward, advantage, prompt, label)
 
 
-def episode(transcript, trained: str, config, prompt, label) -> dict:
+def episode(transcript, trained: str, reward, advantage: float | None, prompt, label) -> dict:
     """What OpenRLHF's executor returns for one sample: the unfolded token sequence, the ranges of the trained
-    agent's own tokens, their sampling log-probs (0 elsewhere) and the pair's reward."""
+    agent's own tokens, their sampling log-probs (0 elsewhere), and as its "reward" the trained agent's advantage
+    (0 where it wrote nothing, and so has no tokens to learn): OpenRLHF runs with its ``flash_reinforce`` estimator,
+    which only subtracts the batch's mean reward, 0 for advantages centered in each group, and whitens nothing.
+    The pair's reward goes to the logs as ``pair_reward``."""
     from longshort.memory import render
-    from longshort.rl.rewards import rewards
     from longshort.rl.samples import rl_samples
 
     samples = rl_samples(transcript, trained, 0.0)
@@ -185,17 +217,16 @@ def episode(transcript, trained: str, config, prompt, label) -> dict:
         elif not own and start is not None:
             ranges.append((start, position))
             start = None
-    reward = rewards([transcript], config.rl.reward)[0]
     return {
         "prompt": prompt,
         "label": label,
         "observation_tokens": ids,
         "action_ranges": ranges,
         "rollout_log_probs": logprobs,
-        "reward": reward.total,
+        "reward": advantage or 0.0,
         "scores": float(reward.correct),
         "truncated": transcript.stop_reason == "budget",
-        "extra_logs": {"correct": float(reward.correct), "answered": float(reward.valid),
+        "extra_logs": {"pair_reward": reward.total, "correct": float(reward.correct), "answered": float(reward.valid),
                        "long_tokens": float(transcript.tokens("long")),
                        "short_tokens": float(transcript.tokens("short"))},
     }

@@ -2,15 +2,18 @@
 
 OpenRLHF trains one policy per run, so the pair trains in rounds: round r trains the long agent, then the short
 one, each for ``rl.alternate_every`` steps, with the other agent frozen as its partner at its latest checkpoint.
-Every round is a Ray job whose entrypoint is ``python3 -m openrlhf.cli.train_ppo_ray``: its DeepSpeed actor and
+Every round is a Ray job whose entrypoint is ``python -m openrlhf.cli.train_ppo_ray``: its DeepSpeed actor and
 vLLM engines share ``rl.num_gpus`` GPUs (``--train.colocate_all``), and rl/openrlhf_agent.py (``--train.agent_func_path``)
 plays our protocol inside its rollouts, the partner in a Ray actor placed with the partner's own ``num_gpus``.
-The reward is rl/rewards.py's; OpenRLHF normalizes it within each prompt's group (``group_norm``, the GRPO
-estimator, or ``reinforce_baseline``) and computes its own clipped loss.
 
-OpenRLHF normalizes rewards within each prompt's group over all its samples, including those in which the trained
-agent wrote nothing (the local backend leaves those out of that agent's group). ``rl.steps``, ``rl.train`` and
-``--eval-limit`` do not apply here: the run is ``rounds`` × 2 × ``alternate_every`` steps.
+The same keys mean the same training as on the local backend: the executor hands OpenRLHF the advantages of
+rl/rewards.py, computed over each problem's group of samples, and the ``flash_reinforce`` estimator passes them
+through (it subtracts the batch's mean, which is 0 for them, and whitens nothing); ``rl.max_grad_norm`` clips the
+gradient; the learning rate is constant, as the local optimizer's (OpenRLHF's default cosine schedule with warm-up
+would start again every round); ``rl.clip``, ``rl.kl_coef`` (k3, as a loss) and ``rl.updates_per_step`` map to
+their flags. What cannot be made equal is refused: folding, the ``mc`` router, ``rl.turn_credit`` and the
+``reinforce_baseline`` estimator, whose scale is the whole step's batch, which no executor sees. ``rl.steps``,
+``rl.train`` and ``--eval-limit`` do not apply here: the run is ``rounds`` × 2 × ``alternate_every`` steps.
 
 All paths are absolute (a config resolves them), so ``rl.out_dir`` and the models must sit on storage every node
 sees. A round whose job succeeded is skipped on a rerun (its ``done`` marker); an interrupted one resumes from its
@@ -26,8 +29,6 @@ from pathlib import Path
 from longshort.config import Config
 from longshort.protocol import AGENTS
 
-ESTIMATORS = {"grpo": "group_norm", "reinforce_baseline": "reinforce_baseline"}
-
 
 def check(config: Config) -> None:
     cfg = config.rl
@@ -37,6 +38,9 @@ def check(config: Config) -> None:
     if cfg.router == "mc":
         raise ValueError(f"{config.source}: the mc router needs batched lookahead on both agents; use handoff or "
                          "alternate with the OpenRLHF backend")
+    if cfg.advantage != "grpo":
+        raise ValueError(f"{config.source}: rl.advantage {cfg.advantage!r} scales advantages by the whole step's "
+                         "batch, which OpenRLHF's executor, seeing one engine's samples, cannot; use grpo")
     if cfg.turn_credit:
         raise ValueError(f"{config.source}: rl.turn_credit needs per-token advantages, which OpenRLHF's executor "
                          "interface does not carry (it takes one reward per sample); set it to 0")
@@ -97,10 +101,12 @@ def ppo_command(config: Config, agent: str, actor: str, prompts: Path, run_dir: 
         "--train.max_epochs", str(cfg.updates_per_step),
         "--train.num_episodes", "1",
         "--train.seed", str(cfg.seed),
-        "--algo.advantage.estimator", ESTIMATORS[cfg.advantage],
+        "--algo.advantage.estimator", "flash_reinforce",  # passes our advantages through, see the docstring
         "--algo.kl.init_coef", str(cfg.kl_coef),
         *kl,
         "--actor.adam.lr", str(cfg.learning_rate),
+        "--actor.lr_scheduler", "constant",
+        "--actor.max_norm", str(cfg.max_grad_norm),
         "--actor.eps_clip", str(cfg.clip),
         "--actor.num_nodes", "1",
         "--actor.num_gpus_per_node", str(cfg.num_gpus),

@@ -2,13 +2,16 @@
 
 The pair shares one reward per transcript: the outcome (right, wrong, or no answer at all), minus a cost per
 generated token of each agent (long tokens cost more) and per fold. Advantages are normalized within the group of
-samples of one problem, separately for each agent over the samples in which that agent wrote.
+samples of one problem, separately for each agent over the samples in which that agent wrote. The OpenRLHF backend
+computes them here too (rl/openrlhf_agent.py gathers each problem's samples), so both backends train on the same
+advantages.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ class Reward:
 @functools.cache
 def load_reward_function(path: str) -> Callable[[list[Transcript]], list[float]]:
     """``reward`` from the Python file ``path`` (loaded once per process), wrapped so that any fault names the
-    file. It is called with the transcripts of one step on the local backend, of one sample on OpenRLHF."""
+    file. It is called with the transcripts of one step on the local backend, of one problem's samples on OpenRLHF."""
     spec = importlib.util.spec_from_file_location(f"longshort_reward_{Path(path).stem}", path)
     if spec is None or not Path(path).is_file():
         raise RewardFunctionError(f"reward function file {path} does not exist")
@@ -83,13 +86,16 @@ def rewards(transcripts: Sequence[Transcript], config: RewardConfig) -> list[Rew
     return out
 
 
-def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent: str,
+def advantages(transcripts: Sequence[Transcript], scored: Sequence[Reward], agent: str,
                estimator: str = "grpo") -> list[float | None]:
-    """Per transcript, ``agent``'s advantage (None where it wrote nothing), normalized within its problem's group.
+    """Per transcript, ``agent``'s advantage (None where it wrote nothing), from the rewards centered within its
+    problem's group.
 
-    ``grpo``: (r - group mean) / group std. ``reinforce_baseline``: r - group mean, then divided by the std over
-    the whole batch, which keeps groups with near-equal rewards from being blown up.
-    A group of one sample, or of equal rewards, has advantage 0: it carries no signal.
+    ``grpo``: (r - group mean) / the group's spread of outcomes (right, wrong, invalid: not the token costs). A group
+    whose outcomes are all equal keeps its centered rewards, its token costs, in reward units: divided by their own
+    spread, a few tokens' difference between equally wrong samples would become a full unit of advantage, a
+    length-only gradient as strong as being right. ``reinforce_baseline``: r - group mean, then divided by the root
+    mean square over the whole batch. A group of one sample, or of equal rewards, has advantage 0.
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(transcripts):
@@ -97,14 +103,15 @@ def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent
             groups[t.problem.id].append(i)
     result: list[float | None] = [None] * len(transcripts)
     for members in groups.values():
-        values = [totals[i] for i in members]
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        mean = sum(scored[i].total for i in members) / len(members)
+        outcomes = [scored[i].outcome for i in members]
+        spread = statistics.pstdev(outcomes) if len(set(outcomes)) > 1 else 0.0  # exactly 0 when all are equal
         for i in members:
-            centered = totals[i] - mean
-            result[i] = centered / (std + 1e-6) if estimator == "grpo" else centered
+            centered = scored[i].total - mean
+            result[i] = centered / (spread or 1.0) if estimator == "grpo" else centered
     if estimator == "reinforce_baseline":
         centered = [a for a in result if a is not None]
         scale = math.sqrt(sum(a * a for a in centered) / len(centered)) if centered else 0.0
         result = [None if a is None else a / (scale + 1e-6) for a in result]
     return result
+

@@ -34,13 +34,33 @@ def openrlhf_config(tiny_config, tmp_path, **rl) -> Path:
     return path
 
 
+def learning_rates(args: dict, steps: int) -> list[float]:
+    """The actor's learning rate at each optimizer step of a round, from the scheduler OpenRLHF 0.11.2 builds out of
+    these flags (transformers' get_scheduler, warm-up steps from the ratio)."""
+    import math
+
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=args["actor.adam.lr"])
+    kwargs = {"min_lr_rate": args["actor.min_lr_ratio"]} if "min_lr" in args["actor.lr_scheduler"] else {}
+    schedule = get_scheduler(args["actor.lr_scheduler"], optimizer, scheduler_specific_kwargs=kwargs,
+                             num_warmup_steps=math.ceil(steps * args["actor.lr_warmup_ratio"]), num_training_steps=steps)
+    rates = []
+    for _ in range(steps):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
 def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_path, monkeypatch, openrlhf_parser):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import jobs
     from longshort.rl.synergy import training_problems
 
     monkeypatch.chdir(tmp_path)
-    config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05))
+    config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05, max_grad_norm=0.5))
     planned = jobs(config, tmp_path / "rl", training_problems(config))
     parser = openrlhf_parser("train_ppo_ray")
     assert [run_dir.name for run_dir, _ in planned] == ["round1-long", "round1-short", "round2-long",
@@ -59,9 +79,15 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
         assert args["actor.num_gpus_per_node"] == args["vllm.num_engines"] * args["vllm.tensor_parallel_size"]
         assert (args["rollout.n_samples_per_prompt"] * args["rollout.batch_size"] // args["rollout.micro_batch_size"]
                 >= args["actor.num_gpus_per_node"])
-        assert args["algo.advantage.estimator"] == "group_norm" and args["rollout.n_samples_per_prompt"] > 1
+        # our advantages, passed through: flash_reinforce only subtracts the batch mean (0 for them)
+        assert args["algo.advantage.estimator"] == "flash_reinforce"
+        assert args["rollout.n_samples_per_prompt"] == config.rl.samples_per_problem  # the executor's group size
         assert args["ref.num_gpus_per_node"] == args["actor.num_gpus_per_node"] and args["algo.kl.use_loss"]
         assert args["vllm.enable_prefix_caching"]  # each turn's prompt is the transcript so far
+        # the local optimizer's: rl.max_grad_norm, Adam (0.9, 0.95) without weight decay, a constant learning rate
+        assert args["actor.max_norm"] == config.rl.max_grad_norm == 0.5
+        assert args["actor.adam.betas"] == (0.9, 0.95) and args["actor.adam.weight_decay"] == 0.0
+        assert learning_rates(args, steps=config.rl.alternate_every) == [config.rl.learning_rate] * 3
         rows = [json.loads(line) for line in open(args["data.prompt_dataset"])]
         assert len(rows) == 4 * 3 and all(json.loads(r["label"])["question"] == r["prompt"] for r in rows)
         actors.append(args["actor.model_name_or_path"])
@@ -72,7 +98,7 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
     assert partners == [tiny_config.short.path, round1_long, round1_short, round2_long]  # the partner's latest
 
 
-def test_folding_the_mc_router_and_uneven_batches_are_refused_on_openrlhf(tiny_config, tmp_path, monkeypatch):
+def test_what_openrlhf_cannot_train_as_the_local_backend_does_is_refused(tiny_config, tmp_path, monkeypatch):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import check
 
@@ -86,6 +112,8 @@ def test_folding_the_mc_router_and_uneven_batches_are_refused_on_openrlhf(tiny_c
         check(load_config(openrlhf_config(tiny_config, tmp_path, router="mc")))
     with pytest.raises(ValueError, match="turn_credit"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, turn_credit=0.5)))
+    with pytest.raises(ValueError, match="reinforce_baseline.*whole step's batch"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, advantage="reinforce_baseline")))
 
 
 def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, monkeypatch, capsys):
@@ -270,23 +298,33 @@ def test_a_partner_that_does_not_answer_fails_the_episode_naming_the_timeout(tin
 @pytest.mark.parametrize("trained", ["long", "short"])
 def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(tiny_config, tmp_path, monkeypatch,
                                                                               local_ray, trained):
+    """Each sample: the transcript's unfolded ids, the trained agent's ranges and log-probs, and as its reward the
+    advantage rl/rewards.py gives it within its problem's group, as the local backend would train it."""
     from longshort.memory import render
-    from longshort.rl.rewards import rewards
+    from longshort.rl.rewards import advantages, rewards
 
     seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 3)
     partner = "short" if trained == "long" else "long"
     assert len(seen) == 3 * 4 and all(t.done for t in seen.values())
     assert {t.turns[0].agent for t in seen.values()} == {"long"}  # the handoff router opens with the long agent
     assert any(u.agent == partner for t in seen.values() for u in t.turns)  # the partner actor wrote turns
+    groups: dict[str, list] = {}
     for out in results:
         transcript = seen[id(out)]
+        groups.setdefault(transcript.problem.id, []).append((out, transcript))
         assert out["observation_tokens"] == render(transcript, "unfold")
         trained_ids = [out["observation_tokens"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert trained_ids == [i for u in transcript.turns if u.agent == trained for i in u.token_ids]
         logged = [out["rollout_log_probs"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert logged == [lp for u in transcript.turns if u.agent == trained for lp in u.logprobs]
-        assert out["reward"] == pytest.approx(rewards([transcript], config.rl.reward)[0].total)
-        assert set(out["extra_logs"]) == {"correct", "answered", "long_tokens", "short_tokens"}
+        assert set(out["extra_logs"]) == {"pair_reward", "correct", "answered", "long_tokens", "short_tokens"}
+    for group in groups.values():
+        transcripts = [t for _, t in group]
+        scored = rewards(transcripts, config.rl.reward)
+        expected = advantages(transcripts, scored, trained, config.rl.advantage)
+        assert [out["reward"] for out, _ in group] == pytest.approx([a or 0.0 for a in expected])
+        assert [out["extra_logs"]["pair_reward"] for out, _ in group] == pytest.approx([r.total for r in scored])
+        assert sum(out["reward"] for out, _ in group) == pytest.approx(0.0, abs=1e-9)  # a batch mean of 0
 
 
 @pytest.mark.vllm
