@@ -2,6 +2,7 @@
 router and memory policy), the shared reward, per-agent group-normalized advantages, and each agent's samples."""
 from __future__ import annotations
 
+import math
 import random
 
 from longshort.config import Config
@@ -11,10 +12,12 @@ from longshort.protocol import AGENTS
 
 def rollout_settings(config: Config, step: int):
     """The solve and sampling configs of RL rollouts (both backends): the ``rl`` router and memory policy, sampling at
-    ``rl.temperature`` with a seed per step."""
+    ``rl.temperature`` with a seed per step, and no wall-clock limit (``solve.timeout_s``): a transcript cut by the
+    clock would earn the ``invalid`` reward for slow infrastructure, not for anything the agents wrote. The turn and
+    token budgets bound every rollout (on OpenRLHF, a partner that stops answering fails the job instead)."""
     cfg = config.rl
     memory = config.solve.memory.model_copy(update={"policy": cfg.policy})
-    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory})
+    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory, "timeout_s": math.inf})
     sampling = config.sampling.model_copy(update={"temperature": cfg.temperature, "top_p": 1.0,
                                                   "seed": cfg.seed * 1_000_003 + step})
     return solve, sampling

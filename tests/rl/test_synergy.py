@@ -202,3 +202,21 @@ def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(tiny_config, tmp_pa
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
         shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+def test_rl_rollouts_have_no_wall_clock_limit(tiny_config, tmp_path):
+    """Slow infrastructure must not turn into the invalid reward: RL rollouts (both backends) leave solve.timeout_s
+    aside, their turn and token budgets bounding them, however slow the agents are."""
+    from longshort.config import load_config
+    from longshort.rl.experience import rollout_step
+    from longshort.rl.synergy import training_problems
+    from longshort.runner import start
+
+    path = rl_config(tmp_path, "clock", problems_per_step=2, samples_per_problem=2)
+    data = yaml.safe_load(open(path))
+    data["solve"]["timeout_s"] = 1e-6  # slower agents than this are everywhere
+    open(path, "w").write(yaml.safe_dump(data))
+    config = load_config(path)
+    transcripts, scored, _ = rollout_step(config, start(config, use_ray=False), training_problems(config), 0)
+    assert len(transcripts) == 4 and not any(t.stop_reason == "timeout" for t in transcripts)
+    assert any(r.valid for r in scored)
