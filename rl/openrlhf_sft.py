@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 VERBATIM_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
@@ -39,10 +40,13 @@ def write_dataset(samples, tokenizer, path: Path) -> Path:
 
 
 def sft_command(config, agent: str, dataset: Path, out: Path) -> list[str]:
-    """The launch command for one agent; its flags are those of openrlhf.cli.train_sft in 0.11.2."""
+    """The launch command for one agent; its flags are those of openrlhf.cli.train_sft in 0.11.2, its launcher the
+    ``deepspeed`` of this environment."""
+    from longshort.rl.jobs import executable
+
     cfg, model = config.coldstart, config.model(agent)
     return [
-        "deepspeed", "--num_gpus", str(cfg.num_gpus), "--module", "openrlhf.cli.train_sft",
+        executable("deepspeed"), "--num_gpus", str(cfg.num_gpus), "--module", "openrlhf.cli.train_sft",
         "--model.model_name_or_path", model.path,
         "--data.dataset", str(dataset),
         "--data.input_key", "messages",
@@ -63,7 +67,8 @@ def sft_command(config, agent: str, dataset: Path, out: Path) -> list[str]:
         "--ckpt.save_hf",
         "--ckpt.path", str(out / "checkpoints" / f"openrlhf-{agent}"),
         "--ckpt.save_steps", str(cfg.checkpoint_every),
-        "--ckpt.load_enable",  # a rerun resumes from the last DeepSpeed checkpoint
+        "--ckpt.max_num", "1",  # the latest DeepSpeed state (weights and Adam's, ~100 GB for 7B); removed after
+        "--ckpt.load_enable",  # a rerun resumes from it
         "--logger.tensorboard_dir", str(out / "logs" / f"openrlhf-{agent}"),
     ]
 
@@ -78,8 +83,9 @@ def restore_tokenizer(model, trained: Path) -> None:
 
 
 def launch(config, samples: dict, tokenizer, out: Path, dry_run: bool, log=print) -> list[list[str]]:
-    """Write each agent's dataset and run (or, dry, print) its command, the long agent first; after each run the
-    trained model gets its starting tokenizer back."""
+    """Write each agent's dataset and run (or, dry, print) its command, the long agent first. After a run succeeds
+    the trained model gets its starting tokenizer back, the run's DeepSpeed checkpoint is removed (``out/<agent>``
+    holds the model) and a ``done`` marker makes a rerun skip it; a failed run resumes from its checkpoint."""
     import subprocess
 
     commands = []
@@ -88,7 +94,11 @@ def launch(config, samples: dict, tokenizer, out: Path, dry_run: bool, log=print
         command = sft_command(config, agent, dataset, out)
         commands.append(command)
         log(shlex.join(command))
-        if not dry_run:
-            subprocess.run(command, check=True)
-            restore_tokenizer(config.model(agent), out / agent)
+        done = out / "openrlhf" / f"{agent}.done"
+        if dry_run or done.exists():
+            continue
+        subprocess.run(command, check=True)
+        restore_tokenizer(config.model(agent), out / agent)
+        shutil.rmtree(out / "checkpoints" / f"openrlhf-{agent}", ignore_errors=True)
+        done.write_text("")
     return commands

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import importlib.util
 import json
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,6 +65,7 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
     config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05, max_grad_norm=0.5))
     planned = jobs(config, tmp_path / "rl", training_problems(config))
     parser = openrlhf_parser("train_ppo_ray")
+    run = hashlib.sha1(str((tmp_path / "rl").resolve()).encode()).hexdigest()[:8]
     assert [run_dir.name for run_dir, _ in planned] == ["round1-long", "round1-short", "round2-long",
                                                         "round2-short"]
     actors, partners = [], []
@@ -71,7 +74,8 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
         assert command[1:5] == ["job", "submit", "--address", "http://head:8265"]
         env = json.loads(command[command.index("--runtime-env-json") + 1])
         assert env["working_dir"] == str(tmp_path) and env["env_vars"]["LONGSHORT_CONFIG"] == "rl.yaml"
-        assert command[split + 1:split + 4] == ["python3", "-m", "openrlhf.cli.train_ppo_ray"]
+        assert command[split + 1:split + 4] == [sys.executable, "-m", "openrlhf.cli.train_ppo_ray"]
+        assert command[command.index("--submission-id") + 1] == f"longshort-{run}-{run_dir.name}-1"
         args = vars(parser.parse_args(command[split + 4:]))  # an unknown flag exits here
         flags = [c for c in command[split + 4:] if c.startswith("--")]
         assert all(f[2:] in args for f in flags)  # exact names, not prefixes argparse would accept
@@ -93,6 +97,7 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
         actors.append(args["actor.model_name_or_path"])
         partners.append(env["env_vars"]["LONGSHORT_PARTNER_PATH"])
         assert args["ckpt.output_dir"] == str(run_dir / "model")
+        assert args["ckpt.max_num"] == 1  # one DeepSpeed state per round, to resume from
     round1_long, round1_short, round2_long, _ = (str(d / "model") for d, _ in planned)
     assert actors == [tiny_config.long.path, tiny_config.short.path, round1_long, round1_short]
     assert partners == [tiny_config.short.path, round1_long, round1_short, round2_long]  # the partner's latest
@@ -124,6 +129,65 @@ def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, mo
     lines = [line for line in capsys.readouterr().out.splitlines() if "train_ppo_ray" in line]
     assert len(lines) == 4 and all(shlex.split(line)[1:3] == ["job", "submit"] for line in lines)
     assert not (tmp_path / "rl").exists()  # a dry run writes nothing
+
+
+def cluster_config(tiny_config, tmp_path, address: str, gpus: dict, **rl) -> Path:
+    """``openrlhf_config`` for the cluster at ``address`` with each agent's actor asking for ``gpus[agent]``."""
+    path = openrlhf_config(tiny_config, tmp_path, **rl)
+    data = yaml.safe_load(path.read_text())
+    for agent, count in gpus.items():
+        data[agent]["num_gpus"] = count
+    data["ray"] = {"address": address}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_run_the_cluster_has_no_room_for_is_refused_before_anything_is_submitted(tiny_config, tmp_path,
+                                                                                   monkeypatch, ray_head):
+    """The head declares 8 GPUs: 7 train an agent, so a partner asking for 2 would wait for ever for its actor."""
+    from ray.job_submission import JobSubmissionClient
+
+    from longshort.config import load_config
+    from longshort.rl.openrlhf_rl import check_fit, launch
+
+    monkeypatch.chdir(tmp_path)
+    shape = {"num_gpus": 7, "problems_per_step": 7, "micro_batch_size": 1}
+    check_fit(load_config(cluster_config(tiny_config, tmp_path, ray_head, {"long": 1, "short": 1}, **shape)), ray_head)
+    config = load_config(cluster_config(tiny_config, tmp_path, ray_head, {"long": 2, "short": 1}, **shape))
+    with pytest.raises(ValueError, match="no room for the long partner's 2 GPUs on one node beside the 7 GPUs that "
+                                         "train the short agent .*its nodes have 8 GPUs"):
+        launch(config, tmp_path / "rl", dry_run=False)
+    assert not [j for j in JobSubmissionClient(ray_head).list_jobs() if j.submission_id.startswith("longshort-")]
+
+
+def test_a_finished_round_leaves_its_model_not_its_deepspeed_checkpoints(tiny_config, tmp_path, monkeypatch,
+                                                                         ray_head):
+    """A round's DeepSpeed state (weights and Adam's, ~100 GB for 7B) is only for resuming it: once its job has
+    succeeded it is removed, and a rerun skips the round. The jobs (OpenRLHF training, which needs GPUs) are
+    played by a stand-in that leaves what train_ppo_ray leaves."""
+    import longshort.rl.jobs
+    from longshort.config import load_config
+    from longshort.rl.openrlhf_rl import launch
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(cluster_config(tiny_config, tmp_path, ray_head, {}, rounds=1))
+    ran = []
+
+    def trained(command, log):
+        ran.append(command[command.index("--submission-id") + 1])
+        Path(command[command.index("--ckpt.path") + 1], "global_step3").mkdir(parents=True)
+        model = Path(command[command.index("--ckpt.output_dir") + 1])
+        model.mkdir(parents=True)
+        (model / "model.safetensors").write_bytes(b"")
+
+    monkeypatch.setattr(longshort.rl.jobs, "run_job", trained)
+    launch(config, tmp_path / "rl", dry_run=False)
+    rounds = sorted((tmp_path / "rl" / "openrlhf").iterdir())
+    assert [r.name for r in rounds] == ["round1-long", "round1-short"] and len(ran) == 2
+    for run_dir in rounds:
+        assert (run_dir / "done").exists() and (run_dir / "model").is_dir() and not (run_dir / "checkpoints").exists()
+    launch(config, tmp_path / "rl", dry_run=False)
+    assert len(ran) == 2  # nothing run twice
 
 
 class HFEngine:
