@@ -27,7 +27,7 @@ def test_a_rerun_follows_the_job_an_interrupted_submit_left_running(tmp_path, ra
 
     from longshort.rl.jobs import run_job, submit_command
 
-    name = f"longshort-test-{tmp_path.name}"
+    name = f"test-{tmp_path.name}"
     (tmp_path / "work").mkdir()
     command = submit_command(ray_head, tmp_path / "work", [sys.executable, "-c", "import time; time.sleep(8)"],
                              submission_id=f"{name}-1")
@@ -51,7 +51,7 @@ def test_a_failed_job_is_submitted_again_as_the_next_attempt(tmp_path, ray_head)
 
     from longshort.rl.jobs import JobFailedError, run_job, submit_command
 
-    name = f"longshort-test-{tmp_path.name}"
+    name = f"test-{tmp_path.name}"
     (tmp_path / "work").mkdir()
     command = submit_command(ray_head, tmp_path / "work", [sys.executable, "-c", "raise SystemExit(3)"],
                              submission_id=f"{name}-1")

@@ -157,7 +157,8 @@ def test_a_run_the_cluster_has_no_room_for_is_refused_before_anything_is_submitt
     with pytest.raises(ValueError, match="no room for the long partner's 2 GPUs on one node beside the 7 GPUs that "
                                          "train the short agent .*its nodes have 8 GPUs"):
         launch(config, tmp_path / "rl", dry_run=False)
-    assert not [j for j in JobSubmissionClient(ray_head).list_jobs() if j.submission_id.startswith("longshort-")]
+    run = hashlib.sha1(str((tmp_path / "rl").resolve()).encode()).hexdigest()[:8]
+    assert not [j for j in JobSubmissionClient(ray_head).list_jobs() if j.submission_id.startswith(f"longshort-{run}")]
 
 
 def test_a_finished_round_leaves_its_model_not_its_deepspeed_checkpoints(tiny_config, tmp_path, monkeypatch,
