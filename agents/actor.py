@@ -120,6 +120,12 @@ class RayAgent(Agent):
     def info(self):
         return self.result(self.handle.info.remote())
 
+    def close(self) -> None:
+        """End the actor now, freeing its GPUs for what runs next (Ray would end it only with this driver)."""
+        import ray
+
+        ray.kill(self.handle)
+
 
 def init_ray(config: RayConfig) -> None:
     """Connect to the cluster at ``config.address``, or start a local Ray bound to loopback."""

@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     # RunFolderError and BenchmarkError are ValueErrors
     except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,
-            RewardFunctionError, JobFailedError, FloatingPointError, FileNotFoundError, ValueError) as e:
+            RewardFunctionError, JobFailedError, FloatingPointError, FileNotFoundError, ConnectionError,
+            ValueError) as e:
         print(f"longshort: error: {e}", file=sys.stderr)
         return 2
 

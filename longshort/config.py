@@ -329,6 +329,8 @@ class RLConfig(Strict):
     zero_stage: int = Field(default=2, ge=0, le=3)
     attn_implementation: str = "flash_attention_2"
     rounds: int = Field(default=2, ge=1)
+    # the longest wait for the partner's actor to start, or for one partner turn; past it the job fails
+    partner_timeout_s: float = Field(default=600.0, gt=0)
 
 
 class EvalConfig(Strict):

@@ -87,11 +87,16 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
     else:
         inputs = read_scoring_inputs(traces)
     prepare(out, config, overwrite)
-    hosted = start(config, use_ray=False)
+    # On OpenRLHF the models are on GPUs: each in a Ray actor placed with its own num_gpus (in this process both would
+    # share one GPU), ended before the SFT jobs, which need every GPU.
+    on_openrlhf = config.coldstart.backend == "openrlhf"
+    hosted = start(config, use_ray=on_openrlhf)
     data = synthesize(config, hosted, inputs, out, log=log)
-    if config.coldstart.backend == "openrlhf":
+    if on_openrlhf:
         from longshort.rl.openrlhf_sft import launch
 
+        for agent in hosted.agents.values():
+            agent.close()
         commands = launch(config, data["samples"], hosted.tokenizer, out, dry_run, log)
         return {"manifest": data["manifest"], "commands": commands}
     trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}

@@ -2,6 +2,7 @@
 router and memory policy), the shared reward, per-agent group-normalized advantages, and each agent's samples."""
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -56,10 +57,13 @@ def rollout_policy(config: Config, step: int, problem_id: str, sample: int) -> s
 
 def rollout_settings(config: Config, step: int, policy: str | None = None):
     """The solve and sampling configs of RL rollouts (both backends): the ``rl`` router and memory policy (or
-    ``policy``), sampling at ``rl.temperature`` with a seed per step."""
+    ``policy``), sampling at ``rl.temperature`` with a seed per step, and no wall-clock limit (``solve.timeout_s``):
+    a transcript cut by the clock would earn the ``invalid`` reward for slow infrastructure, not for anything the
+    agents wrote. The turn and token budgets bound every rollout (on OpenRLHF, a partner that stops answering fails
+    the job instead)."""
     cfg = config.rl
     memory = config.solve.memory.model_copy(update={"policy": policy or cfg.policy})
-    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory})
+    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory, "timeout_s": math.inf})
     sampling = config.sampling.model_copy(update={"temperature": cfg.temperature, "top_p": 1.0,
                                                   "seed": cfg.seed * 1_000_003 + step})
     return solve, sampling
@@ -82,11 +86,10 @@ def rollout_step(config: Config, hosted, problems: list[Problem], step: int):
         solve, sampling = rollout_settings(config, step, policy)
         transcripts += orchestrator(config.model_copy(update={"sampling": sampling}), hosted, solve).solve(todo)
     scored = rewards(transcripts, cfg.reward)
-    totals = [r.total for r in scored]
     credits = turn_credits(config, hosted, transcripts) if cfg.turn_credit else [None] * len(transcripts)
     samples = {}
     for agent in AGENTS:
-        agent_advantages = advantages(transcripts, totals, agent, cfg.advantage)
+        agent_advantages = advantages(transcripts, scored, agent, cfg.advantage)
         samples[agent] = [s for t, a, c in zip(transcripts, agent_advantages, credits) if a is not None
                           for s in rl_samples(t, agent, a, c)]
     return transcripts, scored, samples
