@@ -69,7 +69,7 @@ test: install-vllm
 
 # The model-free tests (no tiny world, no model, no Ray): seconds, for the edit-test loop
 test-fast: install
-	$(PY) -m pytest -m "not heavy and not vllm and not gpu" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not heavy and not vllm and not gpu and not network" -q $(PYTEST_ARGS)
 
 # The vLLM engine tests alone.
 test-vllm: install-vllm

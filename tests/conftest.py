@@ -2,8 +2,8 @@
 its dashboard, the shared data, and for model-free tests a real protocol tokenizer and agents that reply from a
 script.
 
-Tests that need a model, the tiny world or Ray (through the fixtures in HEAVY) are marked ``heavy`` here;
-``make test-fast`` runs the rest, which answer in seconds.
+Tests that need a model, the tiny world, Ray or the shared data files (through the fixtures in HEAVY) are marked
+``heavy`` here; ``make test-fast`` runs the rest, which answer in seconds.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SHARED = Path(os.environ.get("LONGSHORT_SHARED", REPO.parent / "shared"))
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 
 
-HEAVY = {"tiny_config", "smollm2_path", "local_ray", "ray_head", "tiny_yaml"}
+HEAVY = {"tiny_config", "smollm2_path", "local_ray", "ray_head", "tiny_yaml", "shared_file"}
 
 
 def pytest_collection_modifyitems(config, items):
