@@ -73,14 +73,13 @@ def _keep_rows(path: Path, last_step: int) -> list[dict]:
 
 def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     """The local backend's RL loop; returns the metrics rows of every step."""
-    import torch
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     from longshort.eval.report import plot_training
     from longshort.jsonl import Appender
     from longshort.rl.experience import rollout_step, step_metrics
-    from longshort.rl.sft import save_atomically
+    from longshort.rl.sft import load_state, save_atomically
     from longshort.rl.trainer import PolicyTrainer
     from longshort.runner import start
 
@@ -96,7 +95,7 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     state_path = out / "checkpoint" / "state.pt"
     done = 0
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path)
         done = state["step"]
         for agent, trainer in trainers.items():
             trainer.model.load_state_dict(state["models"][agent])
