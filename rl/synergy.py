@@ -143,8 +143,10 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
 
 def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, dry_run: bool = False,
         submit: str | None = None, log=print) -> dict:
+    from contextlib import nullcontext
+
     from longshort.rl.jobs import submit_self
-    from longshort.rl.runs import claim, fingerprint
+    from longshort.runs import claim, model_settings
 
     cfg, out = config.rl, Path(config.rl.out_dir)
     if submit:
@@ -152,9 +154,16 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
     if dry_run and cfg.backend != "openrlhf":
         raise ValueError("--dry-run prints the OpenRLHF commands (or, with --submit, the job): set rl.backend: openrlhf")
     begin = starting_config(config)
-    models = {agent: fingerprint(begin.model(agent).path) for agent in AGENTS}
-    if not dry_run:
-        claim(out, {"rl": cfg.model_dump(), "solve": config.solve.model_dump(), "models": models}, overwrite, "RL")
+    spec = {"rl": cfg.model_dump(), "solve": config.solve.model_dump(exclude={"concurrency"}),
+            "scoring": config.scoring.model_dump(), "protocol": config.protocol.model_dump(),
+            "models": model_settings(begin)}
+    with nullcontext() if dry_run else claim(out, spec, "RL", folder=True, overwrite=overwrite,
+                                             hint="pass --overwrite to replace it"):
+        return _run_claimed(config, begin, out, eval_limit, dry_run, log)
+
+
+def _run_claimed(config: Config, begin: Config, out: Path, eval_limit: int | None, dry_run: bool, log) -> dict:
+    cfg = config.rl
     if cfg.backend == "openrlhf":
         from longshort.rl.openrlhf_rl import launch
 

@@ -47,5 +47,5 @@ def test_actor_with_restarts_comes_back(tiny_config, local_ray):
 
 def test_missing_model_path_is_named(tiny_config, tmp_path):
     config = tiny_config.long.model_copy(update={"path": str(tmp_path / "no-such-model")})
-    with pytest.raises(ModelLoadError, match="model path of long does not exist: .*no-such-model"):
+    with pytest.raises(ModelLoadError, match="model path of long: no model folder at .*no-such-model"):
         LocalAgent(config, "long")

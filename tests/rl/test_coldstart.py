@@ -96,14 +96,17 @@ def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted
 
 def test_a_folder_of_another_run_is_refused_unless_overwritten(tiny_config, tmp_path):
     from longshort.rl.coldstart import prepare
-    from longshort.rl.runs import RunFolderError
+    from longshort.runs import RunError
 
-    prepare(tmp_path, tiny_config, overwrite=False)
-    prepare(tmp_path, tiny_config, overwrite=False)  # the same run resumes
+    with prepare(tmp_path, tiny_config, overwrite=False):
+        (tmp_path / "scored.jsonl").write_text("{}\n")  # a result of the run
+    with prepare(tmp_path, tiny_config, overwrite=False):  # the same run resumes
+        assert (tmp_path / "scored.jsonl").exists()
     other = tiny_config.model_copy(update={"coldstart": tiny_config.coldstart.model_copy(update={"threshold": 0.3})})
-    with pytest.raises(RunFolderError, match="--overwrite"):
+    with pytest.raises(RunError, match=r"\(coldstart.threshold: 0.0 -> 0.3\): pass --overwrite to replace it"):
         prepare(tmp_path, other, overwrite=False)
-    prepare(tmp_path, other, overwrite=True)
+    with prepare(tmp_path, other, overwrite=True):
+        assert not (tmp_path / "scored.jsonl").exists()
 
 
 def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized, tmp_path):
