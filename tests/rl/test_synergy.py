@@ -162,7 +162,8 @@ def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(rl_config, tmp_path
 
     port, dashboard, agent_http, agent_grpc, metrics, runtime_env = (free_port() for _ in range(6))
     bin_dir = os.path.dirname(sys.executable)  # the head node runs jobs in this environment, as if activated
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # else Ray swaps 127.0.0.1 for the host's address
     ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
     head = subprocess.Popen([os.path.join(bin_dir, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                              f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
