@@ -60,7 +60,7 @@ def _hub_cached(name: str) -> bool:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub's host answers a TCP connection within ``timeout`` seconds (never, when HF_HUB_OFFLINE is set)."""
+    """Whether the hub's host answers a TCP connection within ``timeout`` seconds (never with HF_HUB_OFFLINE set)."""
     import os
     import socket
     from urllib.parse import urlparse

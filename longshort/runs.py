@@ -51,7 +51,10 @@ def claim(out: str | Path, spec: dict, what: str, folder: bool = False, overwrit
     if not folder and out.is_dir():
         raise RunError(f"{out} is a folder; the output of {what} is a JSONL file")
     home = out if folder else out.parent
-    lock_path, marker = (out / "run.lock", out / "run.json") if folder else (_beside(out, ".lock"), _beside(out, ".run.json"))
+    if folder:
+        lock_path, marker = out / "run.lock", out / "run.json"
+    else:
+        lock_path, marker = _beside(out, ".lock"), _beside(out, ".run.json")
     try:
         home.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path, "a+")

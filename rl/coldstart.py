@@ -106,5 +106,6 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
             result["before"] = heldout_results(config, eval_limit, out / "eval" / "before", modes)
             log("after cold-start SFT:")
             result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
-            (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
+            summary = {k: result[k] for k in ("before", "after")}
+            (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
         return result
