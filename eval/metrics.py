@@ -2,12 +2,13 @@
 
 pass@1 is the mean over problems of each problem's share of correct samples, with the standard error of that
 mean across problems; pass@k is the unbiased estimator of Chen et al. (2021), 1 - C(n-c, k) / C(n, k), averaged
-over problems. Token counts, turns, folds and peak context are means per transcript.
+over problems. Token counts, turns, folds and peak context are means per transcript; ``stops`` counts the
+transcripts by why they ended (answered, budget, context, malformed, timeout).
 """
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from longshort.grader import grade
 from longshort.memory import render
@@ -43,6 +44,7 @@ def mode_metrics(transcripts: list[Transcript], ks: tuple[int, ...], timing: dic
         **{f"pass@{k}": sum(pass_at_k(len(v), sum(v), k) for v in by_problem.values()) / len(by_problem)
            for k in ks if 1 < k <= n and by_problem},
         "answered": mean([t.stop_reason == "answered" for t in transcripts]),
+        "stops": dict(sorted(Counter(t.stop_reason for t in transcripts).items())),  # why each transcript ended
         "long_tokens": mean([t.tokens("long") for t in transcripts]),
         "short_tokens": mean([t.tokens("short") for t in transcripts]),
         "tokens": mean([t.tokens() for t in transcripts]),

@@ -47,6 +47,8 @@ def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str,
                 table[mode_name(router, memory)] = solve_config(config, router, memory)
             except ValueError as e:
                 raise ValueError(f"mode '{name}': {e}") from None
+    if not table:
+        raise ValueError(f"no mode named in '{names}': use long, short, longshort or router/policy")
     return table
 
 

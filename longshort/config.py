@@ -62,7 +62,7 @@ Estimator = Annotated[str, _registered("advantage estimator", _estimators)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(Strict):
@@ -73,8 +73,8 @@ class ModelConfig(Strict):
     device: str = "cpu"  # "cpu", "cuda", "cuda:1"
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     trust_remote_code: bool = False
-    max_context: int | None = None  # defaults to the model's max_position_embeddings
-    max_batch_size: int = 64  # rows decoded together by the HF backend
+    max_context: int | None = Field(default=None, ge=2)  # defaults to the model's max_position_embeddings
+    max_batch_size: int = Field(default=64, ge=1)  # rows decoded together by the HF backend
     # Reuse the KV of prompt prefixes already computed (HF: its prefix cache; vLLM: automatic prefix caching).
     prefix_reuse: bool = True
     prefix_cache_tokens: int = Field(default=65536, ge=1)  # HF only: positions of KV the prefix cache keeps
@@ -85,17 +85,17 @@ class ModelConfig(Strict):
     # (for long decodes of large models); "dynamic" grows transformers' cache, with no capture cost per shape.
     decode: Literal["dynamic", "static"] = "dynamic"
     # Ray placement of the actor that hosts this model.
-    num_cpus: float = 1
-    num_gpus: float = 0
-    max_restarts: int = 0
+    num_cpus: float = Field(default=1, ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+    max_restarts: int = Field(default=0, ge=-1)  # -1: restart without limit
     # vLLM only.
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
 
 
 class SamplingConfig(Strict):
     temperature: float = Field(default=1.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 class ProtocolConfig(Strict):
@@ -118,29 +118,35 @@ class ProtocolConfig(Strict):
 class TinyModelConfig(Strict):
     """Shape and training length of one tiny Qwen2 checkpoint."""
 
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    steps: int
-    mlp_ratio: int = 4  # the MLP's intermediate size over the hidden size
+    hidden_size: int = Field(ge=1)
+    num_hidden_layers: int = Field(ge=1)
+    num_attention_heads: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    mlp_ratio: int = Field(default=4, ge=1)  # the MLP's intermediate size over the hidden size
 
 
 class TinyWorldConfig(Strict):
     """How `make tiny` builds the embedded synthetic world."""
 
     out_dir: str = "../artifacts/tiny"
-    seed: int = 0
-    train_problems: int = 6000
-    heldout_problems: int = 200
-    min_ops: int = 2
-    max_ops: int = 4
-    modulus: int = 10
-    vocab_size: int = 384
+    seed: int = Field(default=0, ge=0)
+    train_problems: int = Field(default=6000, ge=1)
+    heldout_problems: int = Field(default=200, ge=1)
+    min_ops: int = Field(default=2, ge=1)
+    max_ops: int = Field(default=4, ge=1)
+    modulus: int = Field(default=10, ge=2)
+    vocab_size: int = Field(default=384, ge=1)
     long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=800,
                                                  mlp_ratio=2)
     short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=300)
-    batch_size: int = 64
-    learning_rate: float = 3e-3
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _ops_in_order(self):
+        if self.max_ops < self.min_ops:
+            raise ValueError(f"max_ops ({self.max_ops}) must not be below min_ops ({self.min_ops})")
+        return self
 
 
 class MemoryConfig(Strict):
@@ -156,8 +162,8 @@ class MemoryConfig(Strict):
     folds: Literal["forced", "self"] = "forced"  # who decides when a segment is summarized
     segment_budget: int = Field(default=96, ge=1)  # most think tokens in one segment
     fold_after: int | None = Field(default=None, ge=1)  # forced folds; null: fold only at segment_budget
-    summary_cap: int = 32  # most tokens of one summary
-    max_rounds: int = 16  # most summaries (folds) per transcript
+    summary_cap: int = Field(default=32, ge=1)  # most tokens of one summary
+    max_rounds: int = Field(default=16, ge=1)  # most summaries (folds) per transcript
     summarizer: Literal["long", "short"] = "short"  # who writes a forced summary
 
     @model_validator(mode="after")
@@ -180,12 +186,12 @@ class SolveConfig(Strict):
 
     router: Router = "alternate"
     memory: MemoryConfig = MemoryConfig()
-    chunk_tokens: int = 64  # most new tokens of one think turn
-    max_turns: int = 64
-    max_long_tokens: int = 4096
-    max_short_tokens: int = 4096
-    timeout_s: float = 600.0  # wall time of one transcript
-    concurrency: int = 64  # transcripts decoded together
+    chunk_tokens: int = Field(default=64, ge=1)  # most new tokens of one think turn
+    max_turns: int = Field(default=64, ge=1)
+    max_long_tokens: int = Field(default=4096, ge=1)
+    max_short_tokens: int = Field(default=4096, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0)  # wall time of one transcript
+    concurrency: int = Field(default=64, ge=1)  # transcripts decoded together
 
 
 class ChunkingConfig(Strict):
@@ -195,7 +201,7 @@ class ChunkingConfig(Strict):
     markers: tuple[str, ...] = ("Wait", "Alternatively", "Hmm", "Let me", "But", "So", "However", "Actually",
                                 "Hold on", "Therefore", "Now", "Okay")
     min_tokens: int = Field(default=16, ge=1)  # shorter thoughts join the next one
-    max_tokens: int = 256  # longer ones are cut at sentence ends, else at token boundaries
+    max_tokens: int = Field(default=256, ge=2)  # longer ones are cut at sentence ends, else at token boundaries
     # Optional (the Long⊗Short way): this agent's model merges consecutive thoughts into blocks; off when null.
     group_by: Literal["long", "short"] | None = None
     group_window: int = Field(default=24, ge=2)  # thoughts shown to the model per request
@@ -242,7 +248,7 @@ class ColdstartConfig(Strict):
 
     out_dir: str = "../runs/coldstart"
     traces: int = Field(default=600, ge=1)  # tiny world: training problems whose long traces are synthesized from
-    threshold: float = 0.0  # a thought whose importance S exceeds it is the long agent's, the rest the short's
+    threshold: float = Field(default=0.0, ge=-1, le=1)  # a thought whose importance S exceeds it is the long agent's, the rest the short's
     rewrite: Literal["keep", "short"] = "keep"  # short thoughts kept verbatim, or rewritten concisely by the short model
     rewrite_prompt: str = "Rewrite this reasoning step as concisely as possible, keeping every number:\n\n{text}"
     rewrite_tokens: int = Field(default=64, ge=1)
@@ -260,7 +266,7 @@ class ColdstartConfig(Strict):
     batch_size: int = Field(default=32, ge=1)  # global batch on OpenRLHF
     learning_rate: float = Field(default=1e-3, gt=0)
     checkpoint_every: int = Field(default=100, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # OpenRLHF backend
     num_gpus: int = Field(default=8, ge=1)
     micro_batch_size: int = Field(default=2, ge=1)
@@ -320,7 +326,7 @@ class RLConfig(Strict):
     reward: RewardConfig = RewardConfig()
     micro_batch_size: int = Field(default=8, ge=1)  # samples per forward/backward pass
     checkpoint_every: int = Field(default=10, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # OpenRLHF backend: ``rounds`` rounds, each training the long and then the short agent for ``alternate_every``
     # steps while the other one is served frozen (its model config's backend and num_gpus)
     num_gpus: int = Field(default=7, ge=1)  # of the agent being trained: DeepSpeed and vLLM colocated, an engine a GPU
@@ -338,13 +344,13 @@ class EvalConfig(Strict):
 
     routers: tuple[Router, ...] = ("alternate", "handoff")
     policies: tuple[MemoryPolicy, ...] = ("unfold", "fold-restart", "fold-append")
-    pass_k: tuple[int, ...] = (1, 4)  # pass@k reported where n >= k
+    pass_k: tuple[Annotated[int, Field(ge=1)], ...] = (1, 4)  # pass@k reported where n >= k
     viewer_transcripts: int = Field(default=3, ge=0)  # per benchmark × mode, in report.html
 
 
 class RayConfig(Strict):
     address: str | None = None  # None starts a local Ray on 127.0.0.1
-    num_cpus: int | None = None
+    num_cpus: int | None = Field(default=None, ge=1)
 
 
 class Config(Strict):
@@ -430,6 +436,20 @@ def _validated(data: dict, where: str, name) -> Config:
         raise ConfigError(where + "; ".join(problems)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not a silent replacement."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first on line {lines[key]})", key_node.start_mark)
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
@@ -437,9 +457,14 @@ def load_config(path: str | Path) -> Config:
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        if not isinstance(e, yaml.constructor.ConstructorError):
+            problem = f"not valid YAML ({problem})"
+        raise ConfigError(f"{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of keys to values, got {type(data).__name__}")
     data = _resolve_paths(data, path.resolve().parent)

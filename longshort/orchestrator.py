@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 from longshort.agents.backend import GenerationRequest
 from longshort.config import SamplingConfig, ScoringConfig, SolveConfig
 from longshort.memory import POLICIES
+from longshort.memory import render
 from longshort.problem import Problem
 from longshort.protocol import AGENTS, Protocol, prompt_ids
 from longshort.routers import make_router
@@ -175,8 +176,11 @@ class Orchestrator:
                 max_new = min(max_new + memory.summary_cap + 2, left)
         request = turn_request(transcript, forced, stops, max_new, self.max_context[agent], self.sampling.temperature,
                                self.sampling.top_p, turn_seed(self.sampling.seed, transcript))
-        if request is None:
-            transcript.stop_reason = "budget"
+        if request is None:  # the context is full: a question longer than it stops here at once
+            used = len(render(transcript)) + len(forced)
+            what = "the question" if not transcript.turns else "the transcript"
+            self._stop(transcript, "context", f"{what} fills {used} of the {self.max_context[agent]} tokens of "
+                                              f"{agent}'s context, leaving no room to write")
             return None
         return _Step(transcript, agent, kind, forced, request, think_room if kind == "think" and self._self_folding()
                      else None)

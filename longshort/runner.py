@@ -70,6 +70,19 @@ def orchestrator(config: Config, hosted: Hosted, solve: SolveConfig | None = Non
                         config.scoring)
 
 
+def solve_settings(config: Config, routers) -> dict:
+    """What a solve's transcripts depend on, for its output's run record (longshort/runs.py): the models, sampling,
+    the solve section but for how many transcripts run at once, the protocol, and the scoring section when one of
+    ``routers`` is the ``mc`` router, which looks ahead with it."""
+    from longshort.runs import model_settings
+
+    settings = {"models": model_settings(config), "sampling": config.sampling.model_dump(),
+                "solve": config.solve.model_dump(exclude={"concurrency"}), "protocol": config.protocol.model_dump()}
+    if "mc" in routers:
+        settings["scoring"] = config.scoring.model_dump()
+    return settings
+
+
 def transcript_key(record: dict) -> tuple[str, int]:
     return record["problem"]["id"], record.get("sample", 0)
 

@@ -40,7 +40,7 @@ class Transcript:
     memory: str = "unfold"  # the memory policy its agents saw their contexts under (longshort/memory.py)
     turns: list[Turn] = field(default_factory=list)
     answer: str | None = None
-    stop_reason: str | None = None  # answered | budget | malformed | timeout | error
+    stop_reason: str | None = None  # answered | budget | context | malformed | timeout | error
     error: str | None = None
     peak_context: int = 0
     seconds: dict = field(default_factory=dict)  # backend time by agent, and the whole solve

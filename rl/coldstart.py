@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 from longshort.config import Config
-from longshort.rl.runs import claim, fingerprint
+from longshort.runs import Claim, claim, model_settings
 
 
 def tiny_inputs(config: Config):
@@ -30,12 +30,14 @@ def tiny_inputs(config: Config):
     return [ScoringInput(as_problem(p, i), plain_text(long_trace(p, rng))) for i, p in enumerate(train_set)]
 
 
-def prepare(out: Path, config: Config, overwrite: bool) -> None:
-    """Claim ``out`` for this config, or resume the run of the same config already there."""
-    models = {agent: fingerprint(config.model(agent).path) for agent in ("long", "short")}
-    claim(out, {"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
-                "chunking": config.chunking.model_dump(), "summaries_for": config.solve.memory.summarizer,
-                "models": models}, overwrite, "cold-start")
+def prepare(out: Path, config: Config, overwrite: bool, traces: str | None = None) -> Claim:
+    """Claim ``out`` for this config and traces (held until the claim is released), or resume the run of the same
+    ones already there."""
+    spec = {"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
+            "chunking": config.chunking.model_dump(), "summaries_for": config.solve.memory.summarizer,
+            "protocol": config.protocol.model_dump(), "models": model_settings(config),
+            "traces": str(Path(traces).resolve()) if traces else None}
+    return claim(out, spec, "cold-start", folder=True, overwrite=overwrite, hint="pass --overwrite to replace it")
 
 
 def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Path:
@@ -43,7 +45,7 @@ def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Pa
     from transformers import AutoModelForCausalLM
 
     from longshort.agents.hf_backend import load_tokenizer
-    from longshort.rl.sft import train
+    from longshort.rl.sft import train_sft
 
     cfg, model_config = config.coldstart, config.model(agent)
     tokenizer = load_tokenizer(model_config.path, model_config.trust_remote_code, agent)
@@ -56,7 +58,7 @@ def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Pa
             losses.write(json.dumps({"step": step + 1, "loss": round(loss, 5)}) + "\n")
             losses.flush()
 
-        history = train(model, samples, steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        history = train_sft(model, samples, steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                         seed=cfg.seed, device=model_config.device, on_step=record, desc=f"sft {agent}",
                         checkpoint_dir=out / "checkpoints" / agent, checkpoint_every=cfg.checkpoint_every)
@@ -86,27 +88,29 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
         inputs = tiny_inputs(config)
     else:
         inputs = read_scoring_inputs(traces)
-    prepare(out, config, overwrite)
-    # On OpenRLHF the models are on GPUs: each in a Ray actor placed with its own num_gpus (in this process both would
-    # share one GPU), ended before the SFT jobs, which need every GPU.
-    on_openrlhf = config.coldstart.backend == "openrlhf"
-    hosted = start(config, use_ray=on_openrlhf)
-    data = synthesize(config, hosted, inputs, out, log=log)
-    if on_openrlhf:
-        from longshort.rl.openrlhf_sft import launch
+    with prepare(out, config, overwrite, traces):
+        # On OpenRLHF the models are on GPUs: each in a Ray actor placed with its own num_gpus (in this process both
+        # would share one GPU), ended before the SFT jobs, which need every GPU.
+        on_openrlhf = config.coldstart.backend == "openrlhf"
+        hosted = start(config, use_ray=on_openrlhf)
+        data = synthesize(config, hosted, inputs, out, log=log)
+        if on_openrlhf:
+            from longshort.rl.openrlhf_sft import launch
 
-        for agent in hosted.agents.values():
-            agent.close()
-        commands = launch(config, data["samples"], hosted.tokenizer, out, dry_run, log)
-        return {"manifest": data["manifest"], "commands": commands}
-    trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}
-    after = config.with_model_paths(trained)
-    result = {"manifest": data["manifest"], "models": trained}
-    if eval_limit and config.tiny is not None:
-        log("before cold-start SFT:")
-        modes = f"long,short,handoff/unfold,handoff/{config.coldstart.fold_policy}"
-        result["before"] = heldout_results(config, eval_limit, out / "eval" / "before", modes)
-        log("after cold-start SFT:")
-        result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
-        (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
-    return result
+            for agent in hosted.agents.values():
+                agent.close()
+            commands = launch(config, data["samples"], hosted.tokenizer, out, dry_run, log)
+            return {"manifest": data["manifest"], "commands": commands}
+        trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log))
+                   for agent in ("long", "short")}
+        after = config.with_model_paths(trained)
+        result = {"manifest": data["manifest"], "models": trained}
+        if eval_limit and config.tiny is not None:
+            log("before cold-start SFT:")
+            modes = f"long,short,handoff/unfold,handoff/{config.coldstart.fold_policy}"
+            result["before"] = heldout_results(config, eval_limit, out / "eval" / "before", modes)
+            log("after cold-start SFT:")
+            result["after"] = heldout_results(after, eval_limit, out / "eval" / "after", modes)
+            summary = {k: result[k] for k in ("before", "after")}
+            (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
+        return result

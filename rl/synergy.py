@@ -71,14 +71,13 @@ def fold_gap(config: Config, hosted, problems: list, step: int) -> dict:
 
 def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     """The local backend's RL loop; returns the metrics rows of every step."""
-    import torch
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     from longshort.eval.report import plot_training
     from longshort.jsonl import Appender
     from longshort.rl.experience import rollout_step, step_metrics, training_problems
-    from longshort.rl.sft import save_atomically
+    from longshort.rl.sft import load_state, save_atomically
     from longshort.rl.trainer import PolicyTrainer
     from longshort.runner import start
 
@@ -94,7 +93,7 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     state_path = out / "checkpoint" / "state.pt"
     done = 0
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path)
         done = state["step"]
         for agent, trainer in trainers.items():
             trainer.model.load_state_dict(state["models"][agent])
@@ -158,9 +157,11 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
 
 def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, dry_run: bool = False,
         submit: str | None = None, log=print) -> dict:
+    from contextlib import nullcontext
+
     from longshort.rl.experience import starting_config
     from longshort.rl.jobs import submit_self
-    from longshort.rl.runs import claim, fingerprint
+    from longshort.runs import claim, model_settings
 
     cfg, out = config.rl, Path(config.rl.out_dir)
     if submit:
@@ -168,9 +169,16 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
     if dry_run and cfg.backend != "openrlhf":
         raise ValueError("--dry-run prints the OpenRLHF commands (or, with --submit, the job): set rl.backend: openrlhf")
     begin = starting_config(config)
-    models = {agent: fingerprint(begin.model(agent).path) for agent in AGENTS}
-    if not dry_run:
-        claim(out, {"rl": cfg.model_dump(), "solve": config.solve.model_dump(), "models": models}, overwrite, "RL")
+    spec = {"rl": cfg.model_dump(), "solve": config.solve.model_dump(exclude={"concurrency"}),
+            "scoring": config.scoring.model_dump(), "protocol": config.protocol.model_dump(),
+            "models": model_settings(begin)}
+    with nullcontext() if dry_run else claim(out, spec, "RL", folder=True, overwrite=overwrite,
+                                             hint="pass --overwrite to replace it"):
+        return _run_claimed(config, begin, out, eval_limit, dry_run, log)
+
+
+def _run_claimed(config: Config, begin: Config, out: Path, eval_limit: int | None, dry_run: bool, log) -> dict:
+    cfg = config.rl
     if cfg.backend == "openrlhf":
         from longshort.rl.openrlhf_rl import launch
 

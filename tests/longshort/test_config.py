@@ -42,7 +42,7 @@ def test_wrong_type_and_missing_key_are_named(tmp_path):
 def test_unreadable_and_malformed_files_are_named(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config .*nope.yaml"):
         load_config(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="run.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"run.yaml, line \d+: not valid YAML"):
         load_config(write(tmp_path, "long: [unclosed\n"))
     with pytest.raises(ConfigError, match="run.yaml: a config is a mapping"):
         load_config(write(tmp_path, "- just\n- a list\n"))

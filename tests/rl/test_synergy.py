@@ -134,7 +134,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(rl_config, 
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 2 and "the loss is nan" in output, output
     failed = int(output.split("the loss is nan at step ")[1].split()[0])
-    state = torch.load(tmp_path / "nan" / "checkpoint" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / "nan" / "checkpoint" / "state.pt", weights_only=True)
     assert state["step"] == failed - 1
     rows = (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == failed - 1
