@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from longshort.cli import at_least
+    from longshort.config import at_least
 
     p = argparse.ArgumentParser(prog="longshort eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/tiny.yaml")

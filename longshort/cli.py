@@ -7,21 +7,6 @@ import sys
 DEFAULT_CONFIG = "configs/tiny.yaml"
 
 
-def at_least(low: int):
-    """An argparse type: an integer no smaller than ``low``, so a bad count is refused at parse time."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
 def _tiny(args) -> int:
     from pathlib import Path
 
@@ -233,6 +218,7 @@ def _report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from longshort.config import at_least
     from longshort.problem import KINDS
 
     parser = argparse.ArgumentParser(prog="longshort", description=__doc__)

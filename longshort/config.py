@@ -5,6 +5,7 @@ to a silent default. Relative paths in a config resolve against the config file'
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -470,3 +471,19 @@ def load_config(path: str | Path) -> Config:
     data = _resolve_paths(data, path.resolve().parent)
     data["source"] = str(path)
     return _validated(data, f"{path}: ", lambda key: f"'{key}'")
+
+
+def at_least(low: int):
+    """An argparse type: an integer no smaller than ``low``, so a bad count on a command line is refused at parse
+    time, as the same count in a config file is at load."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse

@@ -1,7 +1,8 @@
 """The import graph of the package: no cycle between its modules, counting imports inside functions too.
 
-Only imports under ``if TYPE_CHECKING:`` are left out: they never run. A cycle through function-level imports still
-ties two modules together (each needs the other to work), so it counts.
+Only imports under ``if TYPE_CHECKING:`` (they never run) and ``if __name__ == "__main__":`` (a script's entry, not a
+module's dependency) are left out. A cycle through function-level imports still ties two modules together (each
+needs the other to work), so it counts.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def modules() -> dict[str, Path]:
 
 def _runtime_imports(tree: ast.AST):
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and any(guard in ast.unparse(node.test) for guard in ("TYPE_CHECKING", "__main__")):
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node

@@ -88,7 +88,7 @@ CASES = [
     Case("solve-zero-n", "solve --config CONFIG --input TMP/in.jsonl --output TMP/o.jsonl --n 0",
          "argument --n: must be at least 1, got 0"),
     Case("solve-bad-router", "solve Q --config CONFIG --router nope",
-         "--router (solve.router): Value error, unknown router"),
+         "--router (solve.router): unknown router"),
     Case("eval-zero-limit", "eval --config CONFIG --output TMP/ev --limit 0",
          "argument --limit: must be at least 1, got 0"),
     Case("eval-negative-limit", "eval --config CONFIG --output TMP/ev --limit -1",
