@@ -1,7 +1,7 @@
 """Answer rollouts: the chance that a transcript state ends in a right answer, estimated by K rollouts of one agent.
 
 From a state, the agent opens a new turn with ``scoring.answer_prompt`` and writes at most
-``scoring.answer_tokens``; ``answers`` returns the text between its answer tags, read by no one, and ``estimate``
+``scoring.answer_tokens``; ``answers`` returns the text between its answer tags, ungraded, and ``estimate``
 grades it against the problem's gold answer: training data only (importance labels, RL turn credit, the gold
 ``mc-oracle`` router that labels states for the learned router). This is the cheap estimator the importance scorer
 (longshort/importance.py), the ``mc`` routers and RL turn credit share; the scorer's costlier ``continue`` policy,
