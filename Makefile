@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 train-coldstart rl eval bench clean
+.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 train-coldstart train-router routing rl eval bench clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,14 @@ demo: install
 # Cold-start data from the tiny world's long traces, SFT of both agents, the pair evaluated before and after
 train-coldstart: install
 	$(VENV)/bin/longshort coldstart --config $(CONFIG)
+
+# The learned router: gold mc decisions on training problems label states, a small classifier learns them
+train-router: install
+	$(VENV)/bin/longshort train-router --config $(CONFIG)
+
+# handoff, gold-free mc, learned and the gold mc-oracle on held-out problems after cold-start: one table, the targets
+routing: install
+	$(PY) eval/routing.py --config $(CONFIG) --output runs/routing
 
 # Synergy RL of both agents from the cold-start run (make train-coldstart first), evaluated before and after
 rl: install

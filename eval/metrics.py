@@ -2,8 +2,9 @@
 
 pass@1 is the mean over problems of each problem's share of correct samples, with the standard error of that
 mean across problems; pass@k is the unbiased estimator of Chen et al. (2021), 1 - C(n-c, k) / C(n, k), averaged
-over problems. Token counts, turns, folds and peak context are means per transcript; ``stops`` counts the
-transcripts by why they ended (answered, budget, context, malformed, timeout).
+over problems. Token counts, turns, folds and peak context are means per transcript; so are wall time, model calls
+(requests sent to the agents, a router's lookahead included) and lookahead tokens, from the mode's timing; ``stops``
+counts the transcripts by why they ended (answered, budget, context, malformed, timeout).
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def mode_metrics(transcripts: list[Transcript], ks: tuple[int, ...], timing: dic
         "self_folds": mean([t.self_folds for t in transcripts]),  # summaries the writer opened itself
         "peak_context": mean([t.peak_context for t in transcripts]),
         "wall_s": round(timing.get("wall_s", 0.0), 2),
+        # per transcript, over the transcripts the timing covers (a mode's wall time is shared by its batch)
+        **{key: timing[total] / timing["transcripts"] if timing.get("transcripts") else None
+           for key, total in (("sample_s", "wall_s"), ("calls", "calls"), ("lookahead_tokens", "router_tokens"))},
         "tokens_per_s": timing["tokens"] / timing["wall_s"] if timing.get("wall_s") else None,
         # the orchestrator's own share of the wall time (routing, rendering, bookkeeping): all but the model calls
         "orchestrator_share": 1 - timing["backend_s"] / timing["wall_s"] if timing.get("wall_s") else None,

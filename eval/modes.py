@@ -3,7 +3,8 @@
 A mode is a solve config. ``long`` and ``short`` are the single-model baselines (that agent writes every turn,
 unfolded); ``longshort`` expands to every router × memory policy of the config's ``eval`` section; a pair mode can
 also be named alone, as ``handoff/fold-append``. A transcript records its router and memory policy, so the mode it
-was solved in is read back from it (``mode_of``), which is how a report is built from any transcripts file.
+was solved in is read back from it (``mode_of``), which is how a report is built from any transcripts file. A mode
+whose router reads the answer key (``mc-oracle``) is labelled so in every table (``mode_label``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,24 @@ def mode_name(router: str, memory: str) -> str:
 
 def mode_of(transcript) -> str:
     return mode_name(transcript.router, transcript.memory)
+
+
+def reads_answer_key(mode: str) -> bool:
+    """Whether the mode's router grades lookahead against the gold answer (``mc-oracle``): an upper bound, not a
+    method, so every table labels its rows (``mode_label``)."""
+    from longshort.routers import ROUTERS
+
+    router = mode.split("/", 1)[0]
+    return router in ROUTERS and ROUTERS[router].reads_answer_key
+
+
+def mode_label(mode: str) -> str:
+    """The mode as tables show it: marked when it reads the answer key."""
+    return f"{mode} (reads answer key)" if reads_answer_key(mode) else mode
+
+
+ANSWER_KEY_NOTE = ("Modes marked (reads answer key) route by grading lookahead rollouts against the gold answer: "
+                   "an oracle upper bound that no inference mode can use, not a comparable method.")
 
 
 def solve_config(config: Config, router: str, memory: str) -> SolveConfig:

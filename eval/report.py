@@ -22,7 +22,10 @@ COLUMNS = [  # key, header, format
     ("turns", "turns", "{:.1f}"),
     ("folds", "folds", "{:.2f}"),
     ("peak_context", "peak ctx", "{:.0f}"),
+    ("lookahead_tokens", "lookahead tok", "{:.1f}"),
+    ("calls", "model calls", "{:.1f}"),
     ("wall_s", "wall s", "{:.1f}"),
+    ("sample_s", "s/sample", "{:.3f}"),
     ("tokens_per_s", "tok/s", "{:.0f}"),
     ("orchestrator_share", "orch %", "{:.1%}"),
 ]
@@ -46,12 +49,14 @@ def _pass_k_keys(summary: dict) -> list[str]:
 
 def table(summary: dict) -> tuple[list[str], list[list[str]]]:
     """The header and the formatted rows of the results table, one row per benchmark × mode."""
+    from longshort.eval.modes import mode_label
+
     extra = _pass_k_keys(summary)
     head = ["benchmark", "mode", "n", "pass@1"] + extra + [h for _, h, _ in COLUMNS[1:]]
     rows = []
     for benchmark, modes in summary["results"].items():
         for mode, row in modes.items():
-            cells = [benchmark, mode, str(row["samples"]), _cell(row, "pass@1", "{:.1%}")]
+            cells = [benchmark, mode_label(mode), str(row["samples"]), _cell(row, "pass@1", "{:.1%}")]
             cells += [f"{row[k]:.1%}" if k in row else "–" for k in extra]
             cells += [_cell(row, key, fmt) for key, _, fmt in COLUMNS[1:]]
             rows.append(cells)
@@ -202,10 +207,18 @@ def write_reports(out: Path, summary: dict, transcripts: dict, config) -> None:
     timeouts = summary.get("grading", {}).get("timeouts", 0)
     graded = f" {timeouts} gradings ran out of time and count as wrong." if timeouts else ""
     (out / "report.md").write_text(f"# Benchmark run\n\n{table}\n\npass@1 ± its standard error over problems.{graded} "
-                                   f"Versions: {json.dumps(summary['versions'])}\n")
+                                   f"{_answer_key_note(summary)}Versions: {json.dumps(summary['versions'])}\n")
     images = plots(out, summary, _context_curves(summary, transcripts))
     items = _viewer_items(out, transcripts, config.eval.viewer_transcripts)
     (out / "report.html").write_text(html_page(summary, images, items))
+
+
+def _answer_key_note(summary: dict) -> str:
+    """The note under a table with a mode that reads the answer key, else nothing."""
+    from longshort.eval.modes import ANSWER_KEY_NOTE, reads_answer_key
+
+    oracle = any(reads_answer_key(mode) for modes in summary["results"].values() for mode in modes)
+    return ANSWER_KEY_NOTE + " " if oracle else ""
 
 
 def html_page(summary: dict, images: list[Path], items: list[dict]) -> str:
@@ -219,7 +232,7 @@ def html_page(summary: dict, images: list[Path], items: list[dict]) -> str:
         f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(p.stem)}</figcaption></figure>"
         for p in images)
     data = json.dumps(items).replace("</", "<\\/")
-    return PAGE.format(table=results, figures=figures, data=data,
+    return PAGE.format(table=results, figures=figures, data=data, note=html.escape(_answer_key_note(summary)),
                        versions=html.escape(json.dumps(summary["versions"])))
 
 
@@ -241,7 +254,7 @@ details.segment {{ border-left: 3px solid #cc9; padding-left: 6px; margin: 4px 0
 </style></head><body>
 <h1>longshort benchmark run</h1>
 <h2>Results</h2>{table}
-<p class="tag">pass@1 ± standard error over problems · versions {versions}</p>
+<p class="tag">pass@1 ± standard error over problems · {note}versions {versions}</p>
 <h2>Plots</h2>{figures}
 <h2>Transcripts</h2>
 <p><span class="turn long">long</span> <span class="turn short">short</span>
@@ -299,6 +312,8 @@ document.body.dataset.ready = "yes";
 
 def compare(a: str | Path, b: str | Path) -> str:
     """Side by side: pass@1 and tokens of every benchmark × mode in both runs, with B - A and its standard error."""
+    from longshort.eval.modes import mode_label
+
     runs = [json.loads((Path(r) / "summary.json").read_text())["results"] for r in (a, b)]
     head = "| benchmark | mode | pass@1 A | pass@1 B | B − A | tokens A | tokens B | B − A |"
     lines = [f"A = {a}, B = {b}", "", head, "|" + "---|" * 8]
@@ -308,7 +323,7 @@ def compare(a: str | Path, b: str | Path) -> str:
             if rb is None:
                 continue
             se = math.sqrt(ra["pass@1_se"] ** 2 + rb["pass@1_se"] ** 2)
-            lines.append(f"| {benchmark} | {mode} | {ra['pass@1']:.1%} | {rb['pass@1']:.1%} | "
+            lines.append(f"| {benchmark} | {mode_label(mode)} | {ra['pass@1']:.1%} | {rb['pass@1']:.1%} | "
                          f"{rb['pass@1'] - ra['pass@1']:+.1%} ± {se:.1%} | {ra['tokens']:.1f} | {rb['tokens']:.1f} | "
                          f"{rb['tokens'] - ra['tokens']:+.1f} |")
     if len(lines) == 4:

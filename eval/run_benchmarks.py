@@ -86,6 +86,10 @@ def evaluate(config, problems: dict, table: dict, out: Path, hosted, samples: in
                 spent["wall_s"] += time.perf_counter() - began
                 spent["backend_s"] = spent.get("backend_s", 0.0) + orch.stats["backend_s"]
                 spent["tokens"] += sum(t.tokens() for t in new)
+                # model calls (the orchestrator's requests and a router's own) and the router's lookahead tokens
+                for key, value in (("transcripts", len(new)), ("router_tokens", orch.stats["router_tokens"]),
+                                   ("calls", orch.stats["requests"] + orch.stats["router_requests"])):
+                    spent[key] = spent.get(key, 0) + value
             timing_path.write_text(json.dumps(timing, indent=2))
     transcripts = load_transcripts(out, table, problems, samples)
     summary = write_summary(out, config, command or {}, table, transcripts, timing)
@@ -113,6 +117,7 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
     """summary.json: the config, the versions, the command, one metrics row per benchmark × mode, and the grader's
     counts (a timed-out grading counts as wrong, so a report says how many there were)."""
     from longshort.eval.metrics import mode_metrics
+    from longshort.eval.modes import reads_answer_key
     from longshort.grader import grading_stats
 
     results = {benchmark: {mode: mode_metrics(found, config.eval.pass_k, timing.get(f"{benchmark}/{mode}", {}))
@@ -122,7 +127,8 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
         "config": config.model_dump(),
         "versions": versions(),
         "command": command,
-        "modes": {mode: {"router": s.router, "memory": s.memory.policy} for mode, s in table.items()},
+        "modes": {mode: {"router": s.router, "memory": s.memory.policy, "reads_answer_key": reads_answer_key(mode)}
+                  for mode, s in table.items()},
         "results": results,
         "grading": grading_stats(),
     }
@@ -176,7 +182,7 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
     """summary.json and the reports of transcripts files (``longshort solve --output``, or any run's), grouped by
     the benchmark each problem came from and the mode each transcript records."""
     from longshort.eval.metrics import mode_metrics
-    from longshort.eval.modes import mode_of
+    from longshort.eval.modes import mode_of, reads_answer_key
     from longshort.eval.report import write_reports
     from longshort.grader import grading_stats
     from longshort.jsonl import read_rows
@@ -200,7 +206,8 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
         "config": config.model_dump(),
         "versions": versions(),
         "command": {"report": inputs},
-        "modes": {mode: {"router": t.router, "memory": t.memory} for mode, t in modes.items()},
+        "modes": {mode: {"router": t.router, "memory": t.memory, "reads_answer_key": reads_answer_key(mode)}
+                  for mode, t in modes.items()},
         "results": {source: {mode: mode_metrics(found, config.eval.pass_k, {}) for mode, found in by_mode.items()}
                     for source, by_mode in transcripts.items()},
         "grading": grading_stats(),

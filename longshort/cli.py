@@ -197,6 +197,14 @@ def _rl(args) -> int:
     return 0
 
 
+def _train_router(args) -> int:
+    from longshort.config import load_config
+    from longshort.rl.router_training import run
+
+    run(load_config(args.config), overwrite=args.overwrite)
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.eval.run_benchmarks import demo
 
@@ -315,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(http://head:8265), uploading the current folder as the working directory")
     p.add_argument("--dry-run", action="store_true", help="print the commands (OpenRLHF backend, or --submit) only")
     p.set_defaults(run=_rl)
+
+    p = sub.add_parser("train-router", help="label training states with the gold mc decision and train the learned "
+                       "router on them (resumable); prints its held-out agreement")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its router_training section; writes solve.router_path")
+    p.add_argument("--overwrite", action="store_true", help="replace labels of other agents or settings there")
+    p.set_defaults(run=_train_router)
 
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)

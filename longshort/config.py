@@ -193,6 +193,14 @@ class SolveConfig(Strict):
     max_short_tokens: int = Field(default=4096, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)  # wall time of one transcript
     concurrency: int = Field(default=64, ge=1)  # transcripts decoded together
+    # The learned router's folder (router.json + router.safetensors, `longshort train-router` writes it)
+    router_path: str | None = None
+
+    @model_validator(mode="after")
+    def _learned_router_has_a_file(self):
+        if self.router == "learned" and self.router_path is None:
+            raise ValueError("router 'learned' needs solve.router_path, the folder `longshort train-router` writes")
+        return self
 
 
 class ChunkingConfig(Strict):
@@ -234,13 +242,15 @@ class ScoringConfig(Strict):
     length_decay: float = Field(default=0.001, ge=0)  # δ(len) = exp(-length_decay · len)
     confidence: float = Field(default=0.95, gt=0, lt=1)  # of the Hoeffding intervals
     traces_per_batch: int = Field(default=16, ge=1)  # traces whose prefixes are rolled out together
-    router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc router decides by rollouts
+    router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc and learned routers decide
     router_fallback: Router = "handoff"  # decides the later turns, and when no candidate raises the chance
 
     @model_validator(mode="after")
-    def _fallback_is_another_router(self):
-        if self.router_fallback == "mc":
-            raise ValueError("router_fallback cannot be 'mc' itself")
+    def _fallback_decides_alone(self):
+        if not _routers()[self.router_fallback].standalone:
+            raise ValueError(f"router_fallback cannot be '{self.router_fallback}', which needs a fallback itself; "
+                             "use one that decides from the transcript alone: "
+                             + ", ".join(sorted(n for n, r in _routers().items() if r.standalone)))
         return self
 
 
@@ -340,6 +350,24 @@ class RLConfig(Strict):
     partner_timeout_s: float = Field(default=600.0, gt=0)
 
 
+class RouterTrainingConfig(Strict):
+    """`longshort train-router`: the pair solves training problems under the gold ``mc-oracle`` router, whose
+    decisions label the states, and a small classifier learns them (longshort/router_model.py); it is saved to
+    ``solve.router_path``."""
+
+    agents: str | None = None  # a folder holding long/ and short/ (a cold-start run) to label with; null: the models as set
+    problems: int = Field(default=400, ge=2)  # training problems solved under mc-oracle (rl.problems, else the tiny world's)
+    heldout_share: float = Field(default=0.2, gt=0, lt=1)  # of those problems, whose states only score the router
+    window: int = Field(default=32, ge=1)  # last context tokens the classifier sees
+    embed: int = Field(default=16, ge=1)  # width of each token's embedding
+    hidden: int = Field(default=64, ge=1)
+    steps: int = Field(default=1500, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    seed: int = 0
+
+
 class EvalConfig(Strict):
     """Modes of eval/run_benchmarks.py: ``longshort`` runs once per router × memory policy listed here."""
 
@@ -366,6 +394,7 @@ class Config(Strict):
     eval: EvalConfig = EvalConfig()
     coldstart: ColdstartConfig = ColdstartConfig()
     rl: RLConfig = RLConfig()
+    router_training: RouterTrainingConfig = RouterTrainingConfig()
     ray: RayConfig = RayConfig()
     source: str = ""  # the file this config was read from
 
@@ -380,7 +409,8 @@ class Config(Strict):
 
 # Config keys that hold a path, as (section, ..., key): relative ones resolve against the config's folder.
 PATH_KEYS = (("long", "path"), ("short", "path"), ("tiny", "out_dir"), ("coldstart", "out_dir"), ("rl", "out_dir"),
-             ("rl", "init"), ("rl", "problems"), ("rl", "heldout"), ("rl", "reward", "function"))
+             ("rl", "init"), ("rl", "problems"), ("rl", "heldout"), ("rl", "reward", "function"),
+             ("solve", "router_path"), ("router_training", "agents"))
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:

@@ -46,7 +46,8 @@ class _Taken:
 
 
 class _TimedAgent:
-    """An agent handle whose ``generate`` calls add their time to ``stats["backend_s"]``."""
+    """A router's agent handle: its ``generate`` calls add their time to ``stats["backend_s"]``, their requests to
+    ``stats["router_requests"]`` and the tokens they generate to ``stats["router_tokens"]``."""
 
     def __init__(self, agent, stats: dict):
         self.agent, self.stats = agent, stats
@@ -54,9 +55,12 @@ class _TimedAgent:
     def generate(self, requests):
         began = time.perf_counter()
         try:
-            return self.agent.generate(requests)
+            results = self.agent.generate(requests)
         finally:
             self.stats["backend_s"] += time.perf_counter() - began
+        self.stats["router_requests"] += len(requests)
+        self.stats["router_tokens"] += sum(len(c.token_ids) for r in results for c in r.completions)
+        return results
 
     def info(self) -> dict:
         return self.agent.info()
@@ -71,8 +75,8 @@ class Orchestrator:
         self.solve_config = solve
         self.sampling = sampling
         self.max_context = {name: agent.info()["max_context"] for name, agent in agents.items()}
-        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
-                      "prefill_tokens": 0, "naive_prefill_tokens": 0}
+        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0, "router_requests": 0,
+                      "router_tokens": 0, "prefill_tokens": 0, "naive_prefill_tokens": 0}
         # a router's own model calls (the mc router's lookahead) are model time too, not the orchestrator's
         timed = {name: _TimedAgent(agent, self.stats) for name, agent in agents.items()}
         self.router = make_router(solve.router, protocol, agents=timed, tokenizer=tokenizer, solve=solve,

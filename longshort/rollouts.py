@@ -1,9 +1,11 @@
 """Answer rollouts: the chance that a transcript state ends in a right answer, estimated by K rollouts of one agent.
 
 From a state, the agent opens a new turn with ``scoring.answer_prompt`` and writes at most
-``scoring.answer_tokens``; the text between its answer tags is graded against the problem's gold answer. This is
-the cheap estimator the importance scorer (longshort/importance.py), the ``mc`` router and RL turn credit share;
-the scorer's costlier ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
+``scoring.answer_tokens``; ``answers`` returns the text between its answer tags, ungraded, and ``estimate``
+grades it against the problem's gold answer: training data only (importance labels, RL turn credit, the gold
+``mc-oracle`` router that labels states for the learned router). This is the cheap estimator the importance scorer
+(longshort/importance.py), the ``mc`` routers and RL turn credit share; the scorer's costlier ``continue`` policy,
+which solves on through the orchestrator, lives with the scorer.
 
 A state's K rollouts are one request with ``n = K`` and all states go to the backend in one batch, so a backend
 with prefix reuse prefills each state once. ``stats`` counts the prompt tokens computed against a naive
@@ -40,8 +42,8 @@ def hoeffding(rollouts: int, confidence: float) -> float:
 
 
 class Rollouts:
-    """K answer rollouts of ``scoring.agent`` from each state, graded against the gold answer (training data:
-    importance labels, turn credit, router labels)."""
+    """K answer rollouts of ``scoring.agent`` from each state: their answers (``answers``), or how many match the
+    gold answer (``estimate``; training data: importance labels, turn credit, router labels)."""
 
     def __init__(self, agents: dict, tokenizer, protocol, scoring: ScoringConfig, seed: int = 0,
                  max_context: int | None = None):
@@ -65,37 +67,47 @@ class Rollouts:
         return self.scoring.answer_tokens
 
     def estimate(self, states: list[Transcript], k: int | None = None) -> list[Estimate]:
-        """K rollouts from each state (``k`` overrides the configured K), all in one batch."""
+        """K rollouts from each state (``k`` overrides the configured K), all in one batch, graded against the gold
+        answer: training data only."""
         k = k or self.scoring.rollouts
+        return [Estimate(c, k) for c in self._counted(self._correct, states, k)]
+
+    def answers(self, states: list[Transcript], k: int | None = None) -> list[list[str | None]]:
+        """Per state, the answer text of each of its K rollouts (None where a rollout closed no answer), all in one
+        batch. Nothing is graded, so this is what inference may use."""
+        return self._counted(self._answers, states, k or self.scoring.rollouts)
+
+    def _counted(self, rollout, states: list[Transcript], k: int) -> list:
+        """``rollout(states, k)``, its rollouts and time added to the stats."""
         if not states:
             return []
         start = time.perf_counter()
-        correct = self._correct(states, k)
+        found = rollout(states, k)
         self.stats["rollouts"] += k * len(states)
         self.stats["seconds"] += time.perf_counter() - start
-        return [Estimate(c, k) for c in correct]
+        return found
 
     def _correct(self, states: list[Transcript], k: int) -> list[int]:
         """Per state, how many of its K rollouts end in the gold answer."""
-        from longshort.agents.backend import GenerationRequest
         from longshort.grader import grade
+
+        return [sum(a is not None and grade(s.problem.kind, a, s.problem.answer, delimited=True) for a in found)
+                for s, found in zip(states, self._answers(states, k))]
+
+    def _answers(self, states: list[Transcript], k: int) -> list[list[str | None]]:
+        from longshort.agents.backend import GenerationRequest
 
         p, cfg = self.protocol, self.scoring
         requests = [GenerationRequest(self.context(s), cfg.answer_tokens, (p.answer_close_id, p.close_id(cfg.agent)),
                                       cfg.temperature, cfg.top_p, turn_seed(self.seed, s), n=k, logprobs=False)
                     for s in states]
-        results = self.agents[cfg.agent].generate(requests)
-        correct = []
-        for state, result in zip(states, results):
+        found = []
+        for result in self.agents[cfg.agent].generate(requests):
             self.stats["prefill_tokens"] += result.prefill_tokens
             self.stats["naive_prefill_tokens"] += result.prompt_tokens * k
-            hits = 0
-            for completion in result.completions:
-                self.stats["rollout_tokens"] += len(completion.token_ids)
-                answer = self.answer_text(completion.token_ids)
-                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer, delimited=True)
-            correct.append(hits)
-        return correct
+            self.stats["rollout_tokens"] += sum(len(c.token_ids) for c in result.completions)
+            found.append([self.answer_text(c.token_ids) for c in result.completions])
+        return found
 
     def answer_text(self, ids: list[int]) -> str | None:
         """The decoded text between the answer tags, when the completion closed them."""

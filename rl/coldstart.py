@@ -58,10 +58,11 @@ def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Pa
             losses.write(json.dumps({"step": step + 1, "loss": round(loss, 5)}) + "\n")
             losses.flush()
 
-        history = train_sft(model, samples, steps=steps, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                        seed=cfg.seed, device=model_config.device, on_step=record, desc=f"sft {agent}",
-                        checkpoint_dir=out / "checkpoints" / agent, checkpoint_every=cfg.checkpoint_every)
+        history = train_sft(model, samples, steps=steps, batch_size=cfg.batch_size,
+                            learning_rate=cfg.learning_rate,
+                            pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                            seed=cfg.seed, device=model_config.device, on_step=record, desc=f"sft {agent}",
+                            checkpoint_dir=out / "checkpoints" / agent, checkpoint_every=cfg.checkpoint_every)
     model.save_pretrained(out / agent)
     tokenizer.save_pretrained(out / agent)
     tail = history[-20:]

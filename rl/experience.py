@@ -97,8 +97,9 @@ def rollout_step(config: Config, hosted, problems: list[Problem], step: int):
 
 def turn_credits(config: Config, hosted, transcripts) -> list[list[float]]:
     """Per transcript and turn: ``rl.turn_credit`` times the change a think turn made to the chance of a right
-    answer (``scoring.rollouts`` answer rollouts before and after it, as the importance scorer measures a thought);
-    0 for other turns and where a state does not fit the scoring model."""
+    answer (``scoring.rollouts`` answer rollouts before and after it graded against the gold answer, training data
+    here, as the importance scorer measures a thought); 0 for other turns and where a state does not fit the
+    scoring model."""
     import copy
 
     from longshort.rollouts import Rollouts

