@@ -365,7 +365,7 @@ class RouterTrainingConfig(Strict):
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 class EvalConfig(Strict):

@@ -40,10 +40,10 @@ def labelling_config(config: Config) -> Config:
     return config.with_model_paths(paths)
 
 
-def claim_labels(config: Config, hosted, out: Path, overwrite: bool) -> None:
-    """Claim ``out`` for labels of these agents and settings; labels of another tokenizer or protocol are refused
-    with their file named."""
-    from longshort.rl.runs import claim, fingerprint as model_fingerprint
+def claim_labels(config: Config, hosted, out: Path, overwrite: bool):
+    """Claim ``out`` for labels of these agents and settings (held until the returned claim is released); labels of
+    another tokenizer or protocol are refused with their file named."""
+    from longshort.runs import claim, fingerprint as model_fingerprint
 
     found = fingerprint(hosted.tokenizer, hosted.protocol)
     marker = out / "run.json"
@@ -57,7 +57,8 @@ def claim_labels(config: Config, hosted, out: Path, overwrite: bool) -> None:
     spec = {"fingerprint": found, "models": {a: model_fingerprint(config.model(a).path) for a in AGENTS},
             "solve": config.solve.model_dump(exclude={"router", "router_path"}), "scoring": config.scoring.model_dump(),
             "sampling": config.sampling.model_dump(), **{key: getattr(cfg, key) for key in LABEL_SETTINGS}}
-    claim(out, spec, overwrite, "router-labelling")
+    return claim(out, spec, "router-labelling", folder=True, overwrite=overwrite,
+                 hint="pass --overwrite or set another solve.router_path")
 
 
 def label(config: Config, hosted, problems, out: Path) -> None:
@@ -170,8 +171,8 @@ def train_router(config: Config, hosted, problems, overwrite: bool = False, log=
     if config.solve.router_path is None:
         raise ValueError(f"{config.source}: set solve.router_path, the folder the learned router is written to")
     out, cfg = Path(config.solve.router_path), config.router_training
-    claim_labels(config, hosted, out, overwrite)
-    label(config, hosted, problems, out)
+    with claim_labels(config, hosted, out, overwrite):
+        label(config, hosted, problems, out)
     heldout_ids = {p.id for p in problems[round(len(problems) * (1 - cfg.heldout_share)):]}
     rows = read_labels(out / "labels.jsonl", {p.id for p in problems})
     fit, heldout = [r for r in rows if r["problem"] not in heldout_ids], [r for r in rows if r["problem"] in heldout_ids]

@@ -81,5 +81,6 @@ def test_labels_of_another_tokenizer_or_protocol_are_refused_with_the_file_named
                                               "tokenizer or protocol"):
         claim_labels(config, swapped, tmp_path / "router", overwrite=False)
     other = override(config, {"scoring.rollouts": 3})
-    with pytest.raises(ValueError, match="holds a router-labelling run of another config; pass --overwrite"):
+    with pytest.raises(ValueError, match=r"holds a router-labelling run with other settings \(scoring.rollouts: 2 -> 3\): "
+                                         "pass --overwrite"):
         train_router(other, scripted_pair, problems(4), log=lambda *_: None)
