@@ -39,10 +39,14 @@ from longshort.protocol import AGENTS
 
 def check(config: Config) -> None:
     cfg = config.rl
-    if cfg.policy != "unfold":
-        raise ValueError(f"{config.source}: rl.policy {cfg.policy!r}: OpenRLHF trains one token sequence per sample, "
-                         "so its backend runs unfolded transcripts only (use the local backend for folding)")
+    from longshort.memory import POLICIES
     from longshort.routers import ROUTERS
+
+    if cfg.policy == "mix" or POLICIES[cfg.policy].folds:
+        raise ValueError(f"{config.source}: rl.policy {cfg.policy!r}: OpenRLHF's agent executor returns one token "
+                         "sequence per sample, and a folded transcript trains as one sample per segment, each with "
+                         "its own context; its backend runs unfolded transcripts only (unfold, or unfold-summaries, "
+                         "Accordion's Unfold); use the local backend for Fold-RL and Mix-RL")
 
     if ROUTERS[cfg.router].looks_ahead:
         raise ValueError(f"{config.source}: the {cfg.router} router needs batched lookahead on both agents; use "

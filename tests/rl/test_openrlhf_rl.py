@@ -111,8 +111,10 @@ def test_what_openrlhf_cannot_train_as_the_local_backend_does_is_refused(tiny_co
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"\(12\) must be a multiple of micro_batch_size × num_gpus \(8\)"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, problems_per_step=3, micro_batch_size=4)))
-    with pytest.raises(ValueError, match="unfolded transcripts only"):
-        check(load_config(openrlhf_config(tiny_config, tmp_path, policy="fold-restart")))
+    for policy in ("fold-restart", "fold-append", "mix"):
+        with pytest.raises(ValueError, match="unfolded transcripts only"):
+            check(load_config(openrlhf_config(tiny_config, tmp_path, policy=policy)))
+    check(load_config(openrlhf_config(tiny_config, tmp_path, policy="unfold-summaries")))  # one sequence a sample
     with pytest.raises(ValueError, match="mc router"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, router="mc")))
     with pytest.raises(ValueError, match="turn_credit"):
