@@ -191,7 +191,7 @@ class SolveConfig(Strict):
     max_turns: int = Field(default=64, ge=1)
     max_long_tokens: int = Field(default=4096, ge=1)
     max_short_tokens: int = Field(default=4096, ge=1)
-    timeout_s: float = Field(default=600.0, gt=0)  # wall time of one transcript
+    timeout_s: float | None = Field(default=600.0, gt=0)  # wall time of one transcript; null: no limit
     concurrency: int = Field(default=64, ge=1)  # transcripts decoded together
     # The learned router's folder (router.json + router.safetensors, `longshort train-router` writes it)
     router_path: str | None = None

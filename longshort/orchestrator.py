@@ -136,7 +136,8 @@ class Orchestrator:
     def _check_limits(self, transcript: Transcript) -> None:
         """Stop a transcript past its time or its turns (counted from when this solve took it up)."""
         taken = self._taken[id(transcript)]
-        if time.perf_counter() - taken.started > self.solve_config.timeout_s:
+        limit = self.solve_config.timeout_s
+        if limit is not None and time.perf_counter() - taken.started > limit:
             transcript.stop_reason = "timeout"
         elif len(transcript.turns) - taken.turns >= self.solve_config.max_turns:
             transcript.stop_reason = "budget"

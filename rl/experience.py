@@ -2,7 +2,6 @@
 router and memory policy), the shared reward, per-agent group-normalized advantages, and each agent's samples."""
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 
@@ -63,7 +62,7 @@ def rollout_settings(config: Config, step: int, policy: str | None = None):
     the job instead)."""
     cfg = config.rl
     memory = config.solve.memory.model_copy(update={"policy": policy or cfg.policy})
-    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory, "timeout_s": math.inf})
+    solve = config.solve.model_copy(update={"router": cfg.router, "memory": memory, "timeout_s": None})
     sampling = config.sampling.model_copy(update={"temperature": cfg.temperature, "top_p": 1.0,
                                                   "seed": cfg.seed * 1_000_003 + step})
     return solve, sampling
