@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 real-smoke train-coldstart rl eval bench clean
+.PHONY: install install-vllm demo test test-fast test-vllm tiny smollm2 real-smoke train-coldstart train-router routing rl eval bench clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,14 @@ demo: install
 train-coldstart: install
 	$(VENV)/bin/longshort coldstart --config $(CONFIG)
 
+# The learned router: gold mc decisions on training problems label states, a small classifier learns them
+train-router: install
+	$(VENV)/bin/longshort train-router --config $(CONFIG)
+
+# handoff, gold-free mc, learned and the gold mc-oracle on held-out problems after cold-start: one table, the targets
+routing: install
+	$(PY) eval/routing.py --config $(CONFIG) --output runs/routing
+
 # Synergy RL of both agents from the cold-start run (make train-coldstart first), evaluated before and after
 rl: install
 	$(VENV)/bin/longshort rl --config $(CONFIG)
@@ -65,14 +73,18 @@ bench: install
 	$(PY) eval/bench_scorer.py --config $(CONFIG)
 	$(PY) eval/bench_throughput.py
 
-test: install
-	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+# Everything, the vLLM engine tests (VLLMBackend, OpenRLHF's rollout actor) last and in a process of their own:
+# starting vLLM changes the process environment (LD_PRELOAD). Exit status 5 is pytest's "no test selected", which
+# a PYTEST_ARGS filter can make of either half.
+test: install-vllm
+	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m vllm $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The model-free tests (no tiny world, no model, no Ray): seconds, for the edit-test loop
 test-fast: install
-	$(PY) -m pytest -m "not heavy and not vllm and not gpu" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not heavy and not vllm and not gpu and not network" -q $(PYTEST_ARGS)
 
-# The VLLMBackend tests, in their own process: starting vLLM changes the process environment (LD_PRELOAD).
+# The vLLM engine tests alone.
 test-vllm: install-vllm
 	$(PY) -m pytest -m vllm $(PYTEST_ARGS)
 

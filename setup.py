@@ -16,12 +16,12 @@ setup(
     },
     install_requires=[
         "torch>=2.4",
-        "transformers>=5.17",  # the HF backend is tested on 5.17 and 5.23
+        "transformers>=5.15",  # 5.15.0 is OpenRLHF 0.11.2's pin; the HF backend is tested on 5.15 and 5.24
         "tokenizers>=0.21",
         "safetensors",
         "datasets>=3.0",
         "ray[default]>=2.40",
-        "math-verify>=0.7",
+        "math-verify>=0.9",  # the grader's cases (eval/grading_cases.py) are checked against 0.9
         "pydantic>=2.6",
         "pyyaml>=6.0",
         "tqdm>=4.66",
@@ -32,6 +32,8 @@ setup(
         "tensorboard>=2.14",  # RL metrics
     ],
     extras_require={
+        # GPU machines: vLLM pins torch 2.13.0; OpenRLHF needs flash-attn 2.8.3, which has no wheel on PyPI and is
+        # built against that torch first (README, "Cluster recipe")
         "gpu": ["vllm==0.29.0"],
         "train": ["openrlhf==0.11.2", "deepspeed==0.19.6"],
         "dev": ["pytest>=8.0", "pytest-timeout>=2.3"],

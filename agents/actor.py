@@ -120,17 +120,37 @@ class RayAgent(Agent):
     def info(self):
         return self.result(self.handle.info.remote())
 
+    def close(self) -> None:
+        """End the actor now, freeing its GPUs for what runs next (Ray would end it only with this driver)."""
+        import ray
+
+        ray.kill(self.handle)
+
 
 def init_ray(config: RayConfig) -> None:
-    """Connect to the cluster at ``config.address``, or start a local Ray bound to loopback."""
+    """Connect to the cluster at ``config.address``, or start a local Ray that listens on loopback only.
+
+    Ray's node address is what its servers bind to: its GCS, raylet, workers and agents listen on all interfaces
+    unless the node address is 127.0.0.1. ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough, as Ray
+    replaces a loopback address with the host's reachable one while clusters are enabled; its switch
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` turns that off (a single-machine Ray, Ray's default on macOS and
+    Windows). The switch is read when ray is imported, so it is set both in the environment (for the processes Ray
+    starts) and on the module already imported.
+    """
+    if config.address:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=config.address, log_to_driver=False)
+        return
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return
-    if config.address:
-        ray.init(address=config.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=config.num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(num_cpus=config.num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
 
 
 def start_agents(models: dict[str, ModelConfig], ray_config: RayConfig | None) -> dict[str, Agent]:

@@ -12,6 +12,7 @@ graphs on a GPU (``static_decode``), for long decodes of large models where eage
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -29,17 +30,49 @@ class ModelLoadError(OSError):
 def load_tokenizer(path: str, trust_remote_code: bool = False, agent: str = "model"):
     from transformers import AutoTokenizer
 
-    _check_local_path(path, agent)
+    check_model_path(path, f"model path of {agent}")
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load the tokenizer of {agent} from '{path}': {e}") from None
 
 
-def _check_local_path(path: str, agent: str) -> None:
-    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
-    if looks_local and not Path(path).expanduser().is_dir():
-        raise ModelLoadError(f"model path of {agent} does not exist: {path}")
+# A Hugging Face hub repository id: one "owner/name", no leading dot or slash.
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def check_model_path(path: str, where: str) -> None:
+    """A model is a local folder, or a hub name that can be had: cached, or the hub reachable. Anything else is an
+    error naming ``where`` (the config file and key), at once, instead of a download attempt that times out."""
+    if Path(path).expanduser().is_dir():
+        return
+    if not HUB_NAME.fullmatch(path) or Path(path).expanduser().exists():
+        raise ModelLoadError(f"{where}: no model folder at '{path}'")
+    if not (_hub_cached(path) or _hub_reachable()):
+        raise ModelLoadError(f"{where}: '{path}' is not a local folder, and the Hugging Face hub cannot be reached to "
+                             "download it (offline?): give the path of a model folder")
+
+
+def _hub_cached(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within ``timeout`` seconds (never with HF_HUB_OFFLINE set)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _dtype(name: str):

@@ -11,8 +11,10 @@ How the contract maps onto vLLM:
 
 - Stops: ``ignore_eos=True`` with the EOS token put into ``stop_token_ids`` next to the request's own, so the
   set of stop tokens is exactly the request's plus the tokenizer's EOS, as in the transformers backend (vLLM
-  would otherwise also stop on every EOS id listed in ``generation_config.json``). vLLM keeps a stop token at
-  the end of ``token_ids`` and reports ``finish_reason == "stop"``; a stop is checked before the length cap.
+  would otherwise also stop on every EOS id listed in ``generation_config.json``), and ``min_tokens`` 0, so the
+  first token may be a stop. vLLM keeps a stop token at the end of ``token_ids`` and reports
+  ``finish_reason == "stop"``; a stop is checked before the length cap. ``sampling_params`` builds these
+  parameters for this backend and for the agent OpenRLHF's engines train (rl/openrlhf_agent.py).
 - Log-probs: ``logprobs=0`` returns the sampled token's log-prob, and the engine runs with
   ``logprobs_mode="raw_logprobs"``: log-softmax of the logits before temperature and top-p.
 - Seeds: vLLM expands a request with ``n > 1`` into ``n`` sequences, the ``j``-th seeded with ``seed + j``, which
@@ -47,7 +49,7 @@ class VLLMBackend:
     def __init__(self, config: ModelConfig, name: str):
         try:
             import vllm
-            from vllm import LLM, SamplingParams
+            from vllm import LLM
             from vllm.inputs import TokensPrompt
         except ImportError as e:
             raise ImportError(
@@ -58,7 +60,6 @@ class VLLMBackend:
 
         self.name = name
         self.config = config
-        self._sampling_params = SamplingParams
         self._tokens_prompt = TokensPrompt
         self.tokenizer = load_tokenizer(config.path, config.trust_remote_code, name)
         self.eos_token_id = self.tokenizer.eos_token_id
@@ -92,15 +93,15 @@ class VLLMBackend:
             return []
         budgets = [check_fits(r, self.max_context, self.name) for r in requests]
         prompts = [self._tokens_prompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
-        params = [self._params(r, budget) for r, budget in zip(requests, budgets)]
+        params = [sampling_params(r, budget, self.eos_token_id) for r, budget in zip(requests, budgets)]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         seconds = time.perf_counter() - start
         results = []
         for request, output in zip(requests, outputs):
-            stops = self._stop_ids(request)
+            stops = stop_ids(request, self.eos_token_id)
             completions = [completion_of(c, stops, request.logprobs, self.name)
                            for c in sorted(output.outputs, key=lambda c: c.index)]
-            if request.temperature == 0 and len(completions) == 1:  # greedy was asked once, see _params
+            if request.temperature == 0 and len(completions) == 1:  # greedy was asked once, see sampling_params
                 completions = [_copy(completions[0]) for _ in range(request.n)]
             if len(completions) != request.n:
                 raise RuntimeError(f"{self.name}: vLLM returned {len(completions)} completions, expected {request.n}")
@@ -121,24 +122,28 @@ class VLLMBackend:
         if core is not None:
             core.shutdown()
 
-    def _stop_ids(self, request: GenerationRequest) -> list[int]:
-        stops = set(request.stop_token_ids)
-        if self.eos_token_id is not None:
-            stops.add(self.eos_token_id)
-        return sorted(stops)
 
-    def _params(self, request: GenerationRequest, budget: int):
-        return self._sampling_params(
-            n=1 if request.temperature == 0 else request.n,  # vLLM refuses n > 1 when greedy: n copies of one
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-            max_tokens=budget,
-            stop_token_ids=self._stop_ids(request),
-            ignore_eos=True,  # EOS is in stop_token_ids instead, see the module docstring
-            logprobs=0 if request.logprobs else None,
-            detokenize=False,
-        )
+def stop_ids(request: GenerationRequest, eos_token_id: int | None) -> list[int]:
+    """The tokens a completion of ``request`` stops on: its own stop ids and the tokenizer's EOS."""
+    return sorted(set(request.stop_token_ids) | ({eos_token_id} if eos_token_id is not None else set()))
+
+
+def sampling_params(request: GenerationRequest, budget: int, eos_token_id: int | None):
+    """vLLM's ``SamplingParams`` for ``request`` with at most ``budget`` new tokens (see the module docstring)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=1 if request.temperature == 0 else request.n,  # vLLM refuses n > 1 when greedy: n copies of one
+        temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        max_tokens=budget,
+        min_tokens=0,
+        stop_token_ids=stop_ids(request, eos_token_id),
+        ignore_eos=True,  # EOS is in stop_token_ids instead, and generation_config's other EOS ids stay out
+        logprobs=0 if request.logprobs else None,
+        detokenize=False,
+    )
 
 
 def completion_of(output, stops, logprobs: bool, name: str) -> Completion:

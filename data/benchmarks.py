@@ -59,12 +59,19 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | N
     else:
         rows = _hub(spec, limit)
         where = spec.hub
-    return [normalize(name, spec.kind, row, number, where) for number, row in enumerate(rows, 1)]
+    problems = [normalize(name, spec.kind, row, number, where) for number, row in enumerate(rows, 1)]
+    rows_of: dict[str, int] = {}
+    for number, problem in enumerate(problems, 1):  # results are keyed by id: two rows of one id would merge
+        if rows_of.setdefault(problem.id, number) != number:
+            raise BenchmarkError(f"{where}, row {number}: the id {problem.id} is also on row {rows_of[problem.id]}")
+    return problems
 
 
 def normalize(name: str, kind: str, row: dict, number: int, where: str) -> Problem:
     """One row as a Problem; ``number`` (1-based) names the row in errors and stands in for a missing id."""
     try:
+        if not isinstance(row, dict):
+            raise ValueError(f"expected a JSON object, got {type(row).__name__}")
         if kind == "mcq" and "Correct Answer" in row:
             question, answer = _shuffled_options(row, number)
         else:
@@ -133,6 +140,7 @@ def names(text: str) -> list[str]:
     """``"math500, gsm8k"`` -> the benchmark names, each checked."""
     chosen = [n for n in re.split(r"[,\s]+", text) if n]
     unknown = [n for n in chosen if n not in BENCHMARKS]
-    if unknown:
-        raise BenchmarkError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    if unknown or not chosen:
+        raise BenchmarkError(f"unknown benchmark(s) {', '.join(unknown) or '(none named)'}; known: "
+                             f"{', '.join(BENCHMARKS)}")
     return chosen

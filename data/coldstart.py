@@ -47,7 +47,11 @@ def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], toke
                      memory: str = "unfold") -> Transcript:
     """A finished handoff Transcript of ``pieces`` (agent, token ids of its thought) under memory policy ``memory``;
     ``summaries[i]`` is a summary turn placed after piece ``i``, closing its segment. With ``until``, only the turns
-    up to piece ``until``: the context a summarizer sees there."""
+    up to piece ``until``: the context a summarizer sees there.
+
+    A summary its writer opened itself (no forced open tag: ``solve.memory.folds: self``) follows its step in place
+    of the step's close tag, as the writer generates it at inference; after it the handoff router gives the pen to
+    the short agent, which hands straight back when the next thought is the long agent's."""
     p, turns, segment = protocol, [], 0
     answer = tokenizer.encode(problem.answer, add_special_tokens=False)
 
@@ -57,18 +61,22 @@ def build_transcript(problem: Problem, pieces: list[tuple[str, list[int]]], toke
     for i, (agent, ids) in enumerate(pieces):
         last = i == len(pieces) - 1
         following = None if last else pieces[i + 1][0]
+        summary = summaries.get(i) if summaries and not last else None
+        self_fold = summary is not None and not summary.forced_ids
         if last:
             add(agent, "answer", ids + p.answer_block(answer))
         else:
-            add(agent, "think", ids + [p.think_end_id(agent, following)])
-            if agent == following == "long" and i != until:
+            add(agent, "think", ids if self_fold else ids + [p.think_end_id(agent, following)])
+            if agent == following == "long" and i != until and not self_fold:
                 add("short", "think", [p.think_end_id("short", "long")])  # the short agent hands straight back
         if i == until:
             return Transcript(problem, prompt_ids(tokenizer, problem.question), router="handoff", memory=memory,
                               turns=turns)
-        if summaries and i in summaries and not last:
-            turns.append(summaries[i])
+        if summary is not None:
+            turns.append(summary)
             segment += 1
+            if self_fold and following == "long":
+                add("short", "think", [p.think_end_id("short", "long")])
     return Transcript(problem, prompt_ids(tokenizer, problem.question), router="handoff", memory=memory,
                       turns=turns, answer=problem.answer, stop_reason="answered")
 
@@ -153,13 +161,14 @@ def fold_points(pieces: list[tuple[str, list[int]]], segment_tokens: int) -> lis
 
 
 def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], agents: dict, tokenizer, protocol,
-         config: ColdstartConfig, owner: str, chat=None) -> list[Transcript]:
+         config: ColdstartConfig, owner: str, chat=None, self_folds: bool = False) -> list[Transcript]:
     """Folded transcripts: summaries written round by round (the k-th of every trace in one call). A summarizer
     that speaks the protocol (``chat`` None) writes a summary turn after what it sees under the fold policy; one in
     its own text format (``chat``) answers ``summary_prompt`` in a new chat, given the previous summary and the new
     segment, so each summary covers all the reasoning so far (InftyThink). A summary turn is ``owner``'s, the agent
     that summarizes at inference, so that agent learns to write it (as short thoughts are the short agent's whoever
-    wrote their text)."""
+    wrote their text); with ``self_folds`` it is the writer's of the step it closes, opened by that writer (so
+    each agent learns to close its own steps with a summary, where the steps end)."""
     from longshort.chat import ask
 
     p, agent = protocol, config.summarizer
@@ -190,9 +199,11 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
             if result.completions[0].stop_reason == "stop":
                 ids = ids[:-1]
             body = [i for i in ids if i not in p.ids.values()] + [p.ids["summary_close"]]
-            at = points[t][round_]
-            summaries[t][at] = Turn(owner, "summary", [p.ids["summary_open"]], body, None, "stop",
-                                    tokenizer.decode(body[:-1]), round_)
+            at, text, opener = points[t][round_], tokenizer.decode(body[:-1]), p.ids["summary_open"]
+            if self_folds:  # the writer opens it: the open tag is one of its tokens
+                summaries[t][at] = Turn(pieces[t][at][0], "summary", [], [opener] + body, None, "stop", text, round_)
+            else:
+                summaries[t][at] = Turn(owner, "summary", [opener], body, None, "stop", text, round_)
     return [build_transcript(problem, trace, tokenizer, protocol, s, memory=config.fold_policy)
             for problem, trace, s in zip(problems, pieces, summaries)]
 
@@ -226,7 +237,8 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
             counts["unreadable_gold"] += 1
             continue
         prediction = item.prediction
-        if prediction is not None and not cfg.keep_wrong and not grade(item.problem.kind, prediction, item.problem.answer):
+        if (prediction is not None and not cfg.keep_wrong
+                and not grade(item.problem.kind, prediction, item.problem.answer, delimited=True)):
             counts["wrong_answer"] += 1
             continue
         problems.append(item.problem)
@@ -242,7 +254,7 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
     rng = random.Random(cfg.seed)
     chosen = [i for i in range(len(problems)) if rng.random() < cfg.fold_share]
     folded = fold([problems[i] for i in chosen], [pieces[i] for i in chosen], agents, tokenizer, protocol, cfg,
-                  config.solve.memory.summarizer, summarizer)
+                  config.solve.memory.summarizer, summarizer, self_folds=config.solve.memory.folds == "self")
     counts["used"], counts["folded"] = len(transcripts), sum(t.folds > 0 for t in folded)
 
     with open(out / "transcripts.jsonl", "w") as f:

@@ -235,11 +235,3 @@ def build(config: Config, force: bool = False, log=print) -> Path:
     (out / "stamp.json").write_text(json.dumps(stamp, indent=2))
     log(f"tiny world built in {out} in {stamp['seconds']} s")
     return out
-
-
-def evaluate(config: Config, limit: int | None = None, out_dir: str | Path = "runs/tiny-eval") -> dict[str, dict]:
-    """Held-out accuracy and tokens of each tiny model reasoning alone, through the orchestrator."""
-    from longshort.eval.run_benchmarks import heldout_results
-
-    out = Path(out_dir) / stamp_of(config.tiny, config.protocol)["hash"]
-    return heldout_results(config, limit, out, "long,short")

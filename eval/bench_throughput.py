@@ -241,7 +241,7 @@ def orchestrator_share(args) -> dict:
             solve = SolveConfig(router="alternate", memory=memory, chunk_tokens=args.chunk, max_turns=4 * args.reasoning,
                                 max_long_tokens=-(-args.reasoning // 2) + summaries * args.summary,
                                 max_short_tokens=args.reasoning // 2,
-                                timeout_s=math.inf, concurrency=args.max_concurrency or args.problems)
+                                timeout_s=None, concurrency=args.max_concurrency or args.problems)
             if k == 0:  # one problem untimed first, so the first mode does not pay the process's warm-up
                 warm_up = Problem("warm-up", "A problem to warm up on.", "0", "bench", "synthetic")
                 Orchestrator(agents, tokenizer, protocol, solve, sampling).solve([warm_up])

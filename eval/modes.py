@@ -7,7 +7,8 @@ A mode is a solve config or a free-form model. ``long`` and ``short`` are the si
 alone in its own text format (longshort/freeform.py): NAME is an entry of the config's ``baselines`` or an agent
 whose model has ``format: text``; ``free`` expands to every baseline. A transcript records its router and memory
 policy (``free:NAME`` for a free-form one), so the mode it was solved in is read back from it (``mode_of``), which
-is how a report is built from any transcripts file.
+is how a report is built from any transcripts file. A mode whose router reads the answer key (``mc-oracle``) is
+labelled so in every table (``mode_label``).
 """
 from __future__ import annotations
 
@@ -43,10 +44,28 @@ def mode_of(transcript) -> str:
     return mode_name(transcript.router, transcript.memory)
 
 
-def mode_fields(spec: SolveConfig | FreeMode) -> dict:
+def mode_fields(mode: str, spec: SolveConfig | FreeMode) -> dict:
     """What summary.json records of a mode."""
     memory = "unfold" if isinstance(spec, FreeMode) else spec.memory.policy
-    return {"router": spec.router, "memory": memory}
+    return {"router": spec.router, "memory": memory, "reads_answer_key": reads_answer_key(mode)}
+
+
+def reads_answer_key(mode: str) -> bool:
+    """Whether the mode's router grades lookahead against the gold answer (``mc-oracle``): an upper bound, not a
+    method, so every table labels its rows (``mode_label``)."""
+    from longshort.routers import ROUTERS
+
+    router = mode.split("/", 1)[0]
+    return router in ROUTERS and ROUTERS[router].reads_answer_key
+
+
+def mode_label(mode: str) -> str:
+    """The mode as tables show it: marked when it reads the answer key."""
+    return f"{mode} (reads answer key)" if reads_answer_key(mode) else mode
+
+
+ANSWER_KEY_NOTE = ("Modes marked (reads answer key) route by grading lookahead rollouts against the gold answer: "
+                   "an oracle upper bound that no inference mode can use, not a comparable method.")
 
 
 def solve_config(config: Config, router: str, memory: str) -> SolveConfig:
@@ -88,6 +107,8 @@ def mode_table(config: Config, names: str = "long,short,longshort") -> dict[str,
                 table[mode_name(router, memory)] = solve_config(config, router, memory)
             except ValueError as e:
                 raise ValueError(f"mode '{name}': {e}") from None
+    if not table:
+        raise ValueError(f"no mode named in '{names}': use long, short, longshort or router/policy")
     return table
 
 

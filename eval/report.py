@@ -22,7 +22,10 @@ COLUMNS = [  # key, header, format
     ("turns", "turns", "{:.1f}"),
     ("folds", "folds", "{:.2f}"),
     ("peak_context", "peak ctx", "{:.0f}"),
+    ("lookahead_tokens", "lookahead tok", "{:.1f}"),
+    ("calls", "model calls", "{:.1f}"),
     ("wall_s", "wall s", "{:.1f}"),
+    ("sample_s", "s/sample", "{:.3f}"),
     ("tokens_per_s", "tok/s", "{:.0f}"),
     ("orchestrator_share", "orch %", "{:.1%}"),
 ]
@@ -46,12 +49,14 @@ def _pass_k_keys(summary: dict) -> list[str]:
 
 def table(summary: dict) -> tuple[list[str], list[list[str]]]:
     """The header and the formatted rows of the results table, one row per benchmark × mode."""
+    from longshort.eval.modes import mode_label
+
     extra = _pass_k_keys(summary)
     head = ["benchmark", "mode", "n", "pass@1"] + extra + [h for _, h, _ in COLUMNS[1:]]
     rows = []
     for benchmark, modes in summary["results"].items():
         for mode, row in modes.items():
-            cells = [benchmark, mode, str(row["samples"]), _cell(row, "pass@1", "{:.1%}")]
+            cells = [benchmark, mode_label(mode), str(row["samples"]), _cell(row, "pass@1", "{:.1%}")]
             cells += [f"{row[k]:.1%}" if k in row else "–" for k in extra]
             cells += [_cell(row, key, fmt) for key, _, fmt in COLUMNS[1:]]
             rows.append(cells)
@@ -119,16 +124,18 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def plot_training(rows: list[dict], path: Path) -> None:
-    """An RL run's mean reward, accuracy and long-token share per step, each with a moving average."""
+def plot_training(rows: list[dict], path: Path, gaps: list[dict] = ()) -> None:
+    """An RL run's mean reward, accuracy and long-token share per step, each with a moving average; with ``gaps``
+    (gap.jsonl), the held-out accuracy under Fold and Unfold and their gap."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for axis, key in zip(axes, ("reward", "accuracy", "long_share")):
+    keys = ("reward", "accuracy", "long_share")
+    figure, axes = plt.subplots(1, len(keys) + bool(gaps), figsize=(13 + 4 * bool(gaps), 3.5))
+    for axis, key in zip(axes, keys):
         values = [r[key] for r in rows]
         window = max(1, len(values) // 10)
         smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
@@ -137,6 +144,13 @@ def plot_training(rows: list[dict], path: Path) -> None:
         axis.plot(steps, smooth, label=f"mean of {window}")
         axis.set_xlabel("step")
         axis.set_title(key.replace("_", " "))
+        axis.legend()
+    if gaps:
+        axis, at = axes[-1], [g["step"] for g in gaps]
+        for key, label in (("fold_accuracy", "Fold"), ("unfold_accuracy", "Unfold"), ("fold_gap", "Unfold − Fold")):
+            axis.plot(at, [g[key] for g in gaps], marker="o", label=label)
+        axis.set_xlabel("step")
+        axis.set_title("held-out accuracy, Fold vs Unfold")
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -190,11 +204,21 @@ def write_reports(out: Path, summary: dict, transcripts: dict, config) -> None:
     """report.md, plots/ and report.html from the summary and the transcripts (benchmark -> mode -> list)."""
     out = Path(out)
     table = markdown_table(summary)
-    (out / "report.md").write_text(f"# Benchmark run\n\n{table}\n\npass@1 ± its standard error over problems. "
-                                   f"Versions: {json.dumps(summary['versions'])}\n")
+    timeouts = summary.get("grading", {}).get("timeouts", 0)
+    graded = f" {timeouts} gradings ran out of time and count as wrong." if timeouts else ""
+    (out / "report.md").write_text(f"# Benchmark run\n\n{table}\n\npass@1 ± its standard error over problems.{graded} "
+                                   f"{_answer_key_note(summary)}Versions: {json.dumps(summary['versions'])}\n")
     images = plots(out, summary, _context_curves(summary, transcripts))
     items = _viewer_items(out, transcripts, config.eval.viewer_transcripts)
     (out / "report.html").write_text(html_page(summary, images, items))
+
+
+def _answer_key_note(summary: dict) -> str:
+    """The note under a table with a mode that reads the answer key, else nothing."""
+    from longshort.eval.modes import ANSWER_KEY_NOTE, reads_answer_key
+
+    oracle = any(reads_answer_key(mode) for modes in summary["results"].values() for mode in modes)
+    return ANSWER_KEY_NOTE + " " if oracle else ""
 
 
 def html_page(summary: dict, images: list[Path], items: list[dict]) -> str:
@@ -208,7 +232,7 @@ def html_page(summary: dict, images: list[Path], items: list[dict]) -> str:
         f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(p.stem)}</figcaption></figure>"
         for p in images)
     data = json.dumps(items).replace("</", "<\\/")
-    return PAGE.format(table=results, figures=figures, data=data,
+    return PAGE.format(table=results, figures=figures, data=data, note=html.escape(_answer_key_note(summary)),
                        versions=html.escape(json.dumps(summary["versions"])))
 
 
@@ -223,13 +247,14 @@ figure {{ display: inline-block; margin: 1em 1em 0 0; }} img {{ max-width: 640px
 #viewer .turn {{ white-space: pre-wrap; padding: 2px 4px; margin: 2px 0; border-radius: 3px; }}
 .long {{ background: #dbe6fb; }} .short {{ background: #ffe7cc; }}
 .summary {{ border: 2px dashed #884; }} .answer {{ font-weight: bold; }}
-.fold {{ color: #884; font-size: 11px; margin: 4px 0; }}
+.fold {{ color: #884; font-size: 11px; margin: 4px 0; cursor: pointer; }}
+details.segment {{ border-left: 3px solid #cc9; padding-left: 6px; margin: 4px 0; }}
 .tag {{ font-size: 10px; color: #555; margin-right: 6px; }}
 .ok {{ color: #070; }} .wrong {{ color: #b00; }}
 </style></head><body>
 <h1>longshort benchmark run</h1>
 <h2>Results</h2>{table}
-<p class="tag">pass@1 ± standard error over problems · versions {versions}</p>
+<p class="tag">pass@1 ± standard error over problems · {note}versions {versions}</p>
 <h2>Plots</h2>{figures}
 <h2>Transcripts</h2>
 <p><span class="turn long">long</span> <span class="turn short">short</span>
@@ -248,17 +273,15 @@ function show(i) {{
   const item = items[i];
   viewer.replaceChildren();
   const head = document.createElement("p");
+  head.style.whiteSpace = "pre-wrap";  // a question's lines stay lines
   head.append(item.question);
   const verdict = document.createElement("p");
   verdict.className = item.correct ? "ok" : "wrong";
   verdict.textContent = `answer: ${{item.answer}} · gold: ${{item.gold}} · ${{item.stop}}`;
   viewer.append(head, verdict);
+  // a folded segment is shown as its summary; opening it shows the steps the summary replaced in the context
+  let segment = [];
   for (const turn of item.turns) {{
-    if (turn.kind === "summary") {{
-      const fold = document.createElement("div");
-      fold.className = "fold"; fold.textContent = "▼ fold: the segment above leaves the context";
-      viewer.append(fold);
-    }}
     const div = document.createElement("div");
     div.className = `turn ${{turn.agent}} ${{turn.kind}}`;
     const tag = document.createElement("span");
@@ -266,8 +289,19 @@ function show(i) {{
     tag.textContent = `${{turn.agent}} ${{turn.kind}} · ${{turn.tokens}} tok` +
       (turn.score === null ? "" : ` · S=${{turn.score.toFixed(2)}}`);
     div.append(tag, turn.text);
-    viewer.append(div);
+    if (turn.kind !== "summary") {{ segment.push(div); continue; }}
+    const fold = document.createElement("details");
+    fold.className = "segment";
+    const head = document.createElement("summary");  // what stays in the context: shown; the step: on a click
+    const note = document.createElement("span");
+    note.className = "fold";
+    note.textContent = `step of ${{segment.length}} turns, folded: `;
+    head.append(note, div);
+    fold.append(head, ...segment);
+    viewer.append(fold);
+    segment = [];
   }}
+  viewer.append(...segment);
 }}
 pick.addEventListener("change", () => show(pick.value));
 if (items.length) show(0);
@@ -278,6 +312,8 @@ document.body.dataset.ready = "yes";
 
 def compare(a: str | Path, b: str | Path) -> str:
     """Side by side: pass@1 and tokens of every benchmark × mode in both runs, with B - A and its standard error."""
+    from longshort.eval.modes import mode_label
+
     runs = [json.loads((Path(r) / "summary.json").read_text())["results"] for r in (a, b)]
     head = "| benchmark | mode | pass@1 A | pass@1 B | B − A | tokens A | tokens B | B − A |"
     lines = [f"A = {a}, B = {b}", "", head, "|" + "---|" * 8]
@@ -287,7 +323,7 @@ def compare(a: str | Path, b: str | Path) -> str:
             if rb is None:
                 continue
             se = math.sqrt(ra["pass@1_se"] ** 2 + rb["pass@1_se"] ** 2)
-            lines.append(f"| {benchmark} | {mode} | {ra['pass@1']:.1%} | {rb['pass@1']:.1%} | "
+            lines.append(f"| {benchmark} | {mode_label(mode)} | {ra['pass@1']:.1%} | {rb['pass@1']:.1%} | "
                          f"{rb['pass@1'] - ra['pass@1']:+.1%} ± {se:.1%} | {ra['tokens']:.1f} | {rb['tokens']:.1f} | "
                          f"{rb['tokens'] - ra['tokens']:+.1f} |")
     if len(lines) == 4:

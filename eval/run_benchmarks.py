@@ -26,19 +26,21 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from longshort.config import at_least
+
     p = argparse.ArgumentParser(prog="longshort eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/tiny.yaml")
     p.add_argument("--benchmarks", default="synthetic",
                    help="comma-separated: math500,aime24,aime25,amc23,gpqa_diamond,gsm8k,synthetic")
     p.add_argument("--modes", default="long,short,longshort",
                    help="long, short, longshort, router/policy, free (every baseline) or free:NAME")
-    p.add_argument("--n", type=int, default=1, help="samples per problem")
-    p.add_argument("--output", required=True, help="run folder; an existing one is resumed")
+    p.add_argument("--n", type=at_least(1), default=1, help="samples per problem")
+    p.add_argument("--output", required=True, help="run folder; an existing one of the same settings is resumed")
     p.add_argument("--data", help="folder with <benchmark>.jsonl files (default: the Hugging Face hub)")
-    p.add_argument("--limit", type=int, help="first N problems of each benchmark")
+    p.add_argument("--limit", type=at_least(1), help="first N problems of each benchmark")
     p.add_argument("--temperature", type=float, help="override sampling.temperature")
     p.add_argument("--top-p", type=float, help="override sampling.top_p")
-    p.add_argument("--max-tokens", type=int, help="override solve.max_long_tokens and solve.max_short_tokens")
+    p.add_argument("--max-tokens", type=at_least(1), help="override solve.max_long_tokens and solve.max_short_tokens")
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")
     return p
 
@@ -88,6 +90,10 @@ def evaluate(config, problems: dict, table: dict, out: Path, hosted, samples: in
                 spent["wall_s"] += time.perf_counter() - began
                 spent["backend_s"] = spent.get("backend_s", 0.0) + orch.stats["backend_s"]
                 spent["tokens"] += sum(t.tokens() for t in new)
+                # model calls (the orchestrator's requests and a router's own) and the router's lookahead tokens
+                for key, value in (("transcripts", len(new)), ("router_tokens", orch.stats["router_tokens"]),
+                                   ("calls", orch.stats["requests"] + orch.stats["router_requests"])):
+                    spent[key] = spent.get(key, 0) + value
             timing_path.write_text(json.dumps(timing, indent=2))
     transcripts = load_transcripts(out, table, problems, samples)
     summary = write_summary(out, config, command or {}, table, transcripts, timing)
@@ -112,9 +118,11 @@ def load_transcripts(out: Path, table, problems, samples: int) -> dict:
 
 
 def write_summary(out: Path, config, command: dict, table, transcripts: dict, timing) -> dict:
-    """summary.json: the config, the versions, the command and one metrics row per benchmark × mode."""
+    """summary.json: the config, the versions, the command, one metrics row per benchmark × mode, and the grader's
+    counts (a timed-out grading counts as wrong, so a report says how many there were)."""
     from longshort.eval.metrics import mode_metrics
     from longshort.eval.modes import mode_fields
+    from longshort.grader import grading_stats
 
     results = {benchmark: {mode: mode_metrics(found, config.eval.pass_k, timing.get(f"{benchmark}/{mode}", {}))
                            for mode, found in modes.items()}
@@ -123,8 +131,9 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
         "config": config.model_dump(),
         "versions": versions(),
         "command": command,
-        "modes": {mode: mode_fields(spec) for mode, spec in table.items()},
+        "modes": {mode: mode_fields(mode, spec) for mode, spec in table.items()},
         "results": results,
+        "grading": grading_stats(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -214,20 +223,27 @@ def _carry(source: Path, target: Path, benchmark: str, modes) -> None:
 
 def demo(config_path: str, limit: int = 100, use_ray: bool = True, out_dir: str = "runs/demo") -> dict:
     """`make demo`: build the tiny world if missing, then every mode on held-out problems, one table. Results go
-    under ``out_dir/<tiny world hash>``, so a rerun resumes and a rebuilt world starts afresh."""
+    under ``out_dir/<hash of the run's settings>``, so a rerun resumes and a rebuilt world or an edited config
+    starts afresh."""
+    import hashlib
+
     from longshort.config import load_config
     from longshort.data.benchmarks import load_benchmark
-    from longshort.data.tiny_world import build, stamp_of
+    from longshort.data.tiny_world import build
     from longshort.eval.modes import mode_table
     from longshort.eval.report import markdown_table
     from longshort.runner import start
+    from longshort.runs import claim
 
     config = load_config(config_path)
     build(config)
-    out = Path(out_dir) / stamp_of(config.tiny, config.protocol)["hash"]
+    table = mode_table(config)
+    settings = run_settings(config, table, None)
+    out = Path(out_dir) / hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     problems = {"synthetic": load_benchmark("synthetic", limit=limit, tiny=config.tiny)}
-    summary = evaluate(config, problems, mode_table(config), out, start(config, use_ray),
-                       command={"demo": config_path, "limit": limit})
+    with claim(out, settings, "demo", folder=True):
+        summary = evaluate(config, problems, table, out, start(config, use_ray),
+                           command={"demo": config_path, "limit": limit})
     print(markdown_table(summary))
     print(f"\nreports in {out}: summary.json, report.md, report.html, plots/", file=sys.stderr)
     return summary
@@ -237,8 +253,9 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
     """summary.json and the reports of transcripts files (``longshort solve --output``, or any run's), grouped by
     the benchmark each problem came from and the mode each transcript records."""
     from longshort.eval.metrics import mode_metrics
-    from longshort.eval.modes import mode_of
+    from longshort.eval.modes import mode_of, reads_answer_key
     from longshort.eval.report import write_reports
+    from longshort.grader import grading_stats
     from longshort.jsonl import read_rows
     from longshort.transcript import Transcript
 
@@ -260,13 +277,27 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
         "config": config.model_dump(),
         "versions": versions(),
         "command": {"report": inputs},
-        "modes": {mode: {"router": t.router, "memory": t.memory} for mode, t in modes.items()},
+        "modes": {mode: {"router": t.router, "memory": t.memory, "reads_answer_key": reads_answer_key(mode)}
+                  for mode, t in modes.items()},
         "results": {source: {mode: mode_metrics(found, config.eval.pass_k, {}) for mode, found in by_mode.items()}
                     for source, by_mode in transcripts.items()},
+        "grading": grading_stats(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_reports(out, summary, transcripts, config)
     return summary
+
+
+def run_settings(config, table: dict, data: str | None) -> dict:
+    """What a benchmark run's transcripts depend on, for its run record (longshort/runs.py): a solve's settings (the
+    modes set the router and memory policy, each into its own file) and where the problems come from."""
+    from longshort.runner import solve_settings
+
+    settings = solve_settings(config, {solve.router for solve in table.values()})
+    del settings["solve"]["router"], settings["solve"]["memory"]["policy"]
+    settings["problems"] = {"data": str(Path(data).resolve()) if data else "hub",
+                            "tiny": config.tiny.model_dump() if config.tiny else None}
+    return settings
 
 
 def run(args) -> dict:
@@ -274,15 +305,15 @@ def run(args) -> dict:
     from longshort.data.benchmarks import load_benchmark, names
     from longshort.eval.modes import mode_table
     from longshort.runner import start
+    from longshort.runs import claim
 
     config = with_overrides(load_config(args.config), args)
     benchmarks, table = names(args.benchmarks), mode_table(config, args.modes)
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
     problems = {b: load_benchmark(b, args.data, args.limit, config.tiny) for b in benchmarks}
     command = {k: v for k, v in vars(args).items() if k != "run"}
-    return evaluate(config, problems, table, Path(args.output), start(config, use_ray=not args.no_ray), args.n,
-                    command)
+    with claim(args.output, run_settings(config, table, args.data), "eval", folder=True):
+        return evaluate(config, problems, table, Path(args.output), start(config, use_ray=not args.no_ray), args.n,
+                        command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,5 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # as `longshort eval`, with its one-line errors
+    from longshort.cli import main as longshort
+
+    sys.exit(longshort(["eval", *sys.argv[1:]]))

@@ -20,8 +20,11 @@ from pathlib import Path
 from longshort.config import ChunkingConfig
 from longshort.jsonl import Appender, completed_keys
 
-PARAGRAPH = re.compile(r"\n\s*\n\s*(?=\S)")
-SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)|\n\s*(?=\S)")
+# Each matches a run of whitespace (two line breaks or more; after a sentence end, or one line break or more) up to
+# the text that follows it. A match can start only at the run's first character, so the time is linear in the text
+# even for a run of thousands of blank lines.
+PARAGRAPH = re.compile(r"(?<!\s)[^\S\n]*\n[^\S\n]*\n\s*(?=\S)")
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<!\s)[^\S\n]*\n\s*(?=\S)")
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,12 @@ class Chunk:
 
 
 def marker_pattern(markers: tuple[str, ...]) -> re.Pattern:
-    """A marker as a whole word at the start of the text, of a line or of a sentence; group 1 is the marker."""
+    """A marker as a whole word at the start of the text, of a line or of a sentence; group 1 is the marker.
+
+    Only the first position of a run of whitespace can start a match (the text's start, a sentence end, or the run's
+    first line break), so a long run of blank lines is scanned once, not once per line."""
     words = "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True))
-    return re.compile(rf"(?:^|(?<=[.!?\n]))\s*({words})(?!\w)")
+    return re.compile(rf"(?:^|(?<=[.!?])|(?<!\s)[^\S\n]*\n)\s*({words})(?!\w)")
 
 
 def chunk_text(text: str, tokenizer, config: ChunkingConfig) -> list[Chunk]:

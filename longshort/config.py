@@ -5,6 +5,7 @@ to a silent default. Relative paths in a config resolve against the config file'
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,7 +42,11 @@ def _policies():
 
 
 def _fold_policies():
-    return {name: policy for name, policy in _policies().items() if name != "unfold"}
+    return {name: policy for name, policy in _policies().items() if policy.folds}
+
+
+def _rollout_policies():
+    return {**_policies(), "mix": None}
 
 
 def _estimators():
@@ -53,11 +58,12 @@ def _estimators():
 Router = Annotated[str, _registered("router", _routers)]
 MemoryPolicy = Annotated[str, _registered("memory policy", _policies)]
 FoldPolicy = Annotated[str, _registered("folding memory policy", _fold_policies)]
+RolloutPolicy = Annotated[str, _registered("memory policy", _rollout_policies)]
 Estimator = Annotated[str, _registered("advantage estimator", _estimators)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_template(key: str, template: str, fields: tuple[str, ...], needed: str) -> None:
@@ -107,8 +113,8 @@ class ModelConfig(Strict):
     device: str = "cpu"  # "cpu", "cuda", "cuda:1"
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     trust_remote_code: bool = False
-    max_context: int | None = None  # defaults to the model's max_position_embeddings
-    max_batch_size: int = 64  # rows decoded together by the HF backend
+    max_context: int | None = Field(default=None, ge=2)  # defaults to the model's max_position_embeddings
+    max_batch_size: int = Field(default=64, ge=1)  # rows decoded together by the HF backend
     # Reuse the KV of prompt prefixes already computed (HF: its prefix cache; vLLM: automatic prefix caching).
     prefix_reuse: bool = True
     prefix_cache_tokens: int = Field(default=65536, ge=1)  # HF only: positions of KV the prefix cache keeps
@@ -119,17 +125,17 @@ class ModelConfig(Strict):
     # (for long decodes of large models); "dynamic" grows transformers' cache, with no capture cost per shape.
     decode: Literal["dynamic", "static"] = "dynamic"
     # Ray placement of the actor that hosts this model.
-    num_cpus: float = 1
-    num_gpus: float = 0
-    max_restarts: int = 0
+    num_cpus: float = Field(default=1, ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+    max_restarts: int = Field(default=0, ge=-1)  # -1: restart without limit
     # vLLM only.
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
 
 
 class SamplingConfig(Strict):
     temperature: float = Field(default=1.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 class ProtocolConfig(Strict):
@@ -152,47 +158,61 @@ class ProtocolConfig(Strict):
 class TinyModelConfig(Strict):
     """Shape and training length of one tiny Qwen2 checkpoint."""
 
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    steps: int
-    mlp_ratio: int = 4  # the MLP's intermediate size over the hidden size
+    hidden_size: int = Field(ge=1)
+    num_hidden_layers: int = Field(ge=1)
+    num_attention_heads: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    mlp_ratio: int = Field(default=4, ge=1)  # the MLP's intermediate size over the hidden size
 
 
 class TinyWorldConfig(Strict):
     """How `make tiny` builds the embedded synthetic world."""
 
     out_dir: str = "../artifacts/tiny"
-    seed: int = 0
-    train_problems: int = 6000
-    heldout_problems: int = 200
-    min_ops: int = 2
-    max_ops: int = 4
-    modulus: int = 10
-    vocab_size: int = 384
+    seed: int = Field(default=0, ge=0)
+    train_problems: int = Field(default=6000, ge=1)
+    heldout_problems: int = Field(default=200, ge=1)
+    min_ops: int = Field(default=2, ge=1)
+    max_ops: int = Field(default=4, ge=1)
+    modulus: int = Field(default=10, ge=2)
+    vocab_size: int = Field(default=384, ge=1)
     long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=800,
                                                  mlp_ratio=2)
     short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=300)
-    batch_size: int = 64
-    learning_rate: float = 3e-3
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _ops_in_order(self):
+        if self.max_ops < self.min_ops:
+            raise ValueError(f"max_ops ({self.max_ops}) must not be below min_ops ({self.min_ops})")
+        return self
 
 
 class MemoryConfig(Strict):
-    """Folding (longshort/memory.py). A segment is summarized at the first turn boundary after ``fold_after`` think
-    tokens, as cold-start fold data closes a segment at the first thought that reaches ``coldstart.segment_tokens``;
-    ``segment_budget`` is the hard cap, where a turn still running is cut and the summary forced."""
+    """Folding (longshort/memory.py), under a policy that summarizes segments.
+
+    ``folds: forced``: the orchestrator has ``summarizer`` summarize a segment at the first turn boundary after
+    ``fold_after`` think tokens (as cold-start fold data closes a segment at the first thought that reaches
+    ``coldstart.segment_tokens``). ``folds: self`` (Accordion-Thinking): the writer closes its step with a summary it
+    opens itself, in the same turn. Either way ``segment_budget`` is the hard cap, where a turn still running is cut
+    and the summary forced, and ``max_rounds`` bounds the summaries."""
 
     policy: MemoryPolicy = "unfold"
+    folds: Literal["forced", "self"] = "forced"  # who decides when a segment is summarized
     segment_budget: int = Field(default=96, ge=1)  # most think tokens in one segment
-    fold_after: int | None = Field(default=None, ge=1)  # null: fold only at segment_budget
-    summary_cap: int = 32  # most tokens of one summary
-    max_rounds: int = 16  # most summaries (folds) per transcript
-    summarizer: Literal["long", "short"] = "short"
+    fold_after: int | None = Field(default=None, ge=1)  # forced folds; null: fold only at segment_budget
+    summary_cap: int = Field(default=32, ge=1)  # most tokens of one summary
+    max_rounds: int = Field(default=16, ge=1)  # most summaries (folds) per transcript
+    summarizer: Literal["long", "short"] = "short"  # who writes a forced summary
 
     @model_validator(mode="after")
     def _fold_within_budget(self):
         if self.fold_after is not None and self.fold_after > self.segment_budget:
             raise ValueError(f"fold_after ({self.fold_after}) must not exceed segment_budget ({self.segment_budget})")
+        if self.folds == "self" and self.fold_after is not None:
+            raise ValueError("fold_after forces folds; with folds: self the writer decides (segment_budget stays "
+                             "the hard cap), so set fold_after: null")
         return self
 
     @property
@@ -206,12 +226,20 @@ class SolveConfig(Strict):
 
     router: Router = "alternate"
     memory: MemoryConfig = MemoryConfig()
-    chunk_tokens: int = 64  # most new tokens of one think turn
-    max_turns: int = 64
-    max_long_tokens: int = 4096
-    max_short_tokens: int = 4096
-    timeout_s: float = 600.0  # wall time of one transcript
-    concurrency: int = 64  # transcripts decoded together
+    chunk_tokens: int = Field(default=64, ge=1)  # most new tokens of one think turn
+    max_turns: int = Field(default=64, ge=1)
+    max_long_tokens: int = Field(default=4096, ge=1)
+    max_short_tokens: int = Field(default=4096, ge=1)
+    timeout_s: float | None = Field(default=600.0, gt=0)  # wall time of one transcript; null: no limit
+    concurrency: int = Field(default=64, ge=1)  # transcripts decoded together
+    # The learned router's folder (router.json + router.safetensors, `longshort train-router` writes it)
+    router_path: str | None = None
+
+    @model_validator(mode="after")
+    def _learned_router_has_a_file(self):
+        if self.router == "learned" and self.router_path is None:
+            raise ValueError("router 'learned' needs solve.router_path, the folder `longshort train-router` writes")
+        return self
 
 
 class ChunkingConfig(Strict):
@@ -221,7 +249,7 @@ class ChunkingConfig(Strict):
     markers: tuple[str, ...] = ("Wait", "Alternatively", "Hmm", "Let me", "But", "So", "However", "Actually",
                                 "Hold on", "Therefore", "Now", "Okay")
     min_tokens: int = Field(default=16, ge=1)  # shorter thoughts join the next one
-    max_tokens: int = 256  # longer ones are cut at sentence ends, else at token boundaries
+    max_tokens: int = Field(default=256, ge=2)  # longer ones are cut at sentence ends, else at token boundaries
     # Optional (the Long⊗Short way): this agent's model merges consecutive thoughts into blocks; off when null.
     group_by: Literal["long", "short"] | None = None
     group_window: int = Field(default=24, ge=2)  # thoughts shown to the model per request
@@ -256,13 +284,15 @@ class ScoringConfig(Strict):
     context_decay: float = Field(default=0.001, ge=0)
     confidence: float = Field(default=0.95, gt=0, lt=1)  # of the Hoeffding intervals
     traces_per_batch: int = Field(default=16, ge=1)  # traces whose prefixes are rolled out together
-    router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc router decides by rollouts
+    router_turns: int = Field(default=4, ge=0)  # turns per transcript the mc and learned routers decide
     router_fallback: Router = "handoff"  # decides the later turns, and when no candidate raises the chance
 
     @model_validator(mode="after")
-    def _fallback_is_another_router(self):
-        if self.router_fallback == "mc":
-            raise ValueError("router_fallback cannot be 'mc' itself")
+    def _fallback_decides_alone(self):
+        if not _routers()[self.router_fallback].standalone:
+            raise ValueError(f"router_fallback cannot be '{self.router_fallback}', which needs a fallback itself; "
+                             "use one that decides from the transcript alone: "
+                             + ", ".join(sorted(n for n, r in _routers().items() if r.standalone)))
         return self
 
 
@@ -274,7 +304,7 @@ class ColdstartConfig(Strict):
     # A thought whose importance S = ΔAcc · δ exceeds it is the long agent's, the rest the short's. Positive, so that
     # δ matters: a thought far into the trace needs a larger gain (ΔAcc > threshold / δ); at 0 only sign(ΔAcc)
     # counts.
-    threshold: float = Field(default=0.1, ge=0)
+    threshold: float = Field(default=0.1, ge=0, le=1)
     # The short agent's thoughts rewritten concisely by the short model (``short``), or kept verbatim (``keep``). A
     # rewrite cut by rewrite_tokens, empty, no shorter than its source, or dropping a number the next thought uses is
     # rejected: the thought stays as it was, counted in the manifest.
@@ -305,7 +335,7 @@ class ColdstartConfig(Strict):
     batch_size: int = Field(default=32, ge=1)  # global batch on OpenRLHF
     learning_rate: float = Field(default=1e-3, gt=0)
     checkpoint_every: int = Field(default=100, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # OpenRLHF backend
     num_gpus: int = Field(default=8, ge=1)
     micro_batch_size: int = Field(default=2, ge=1)
@@ -348,7 +378,15 @@ class RLConfig(Strict):
     problems_per_step: int = Field(default=16, ge=1)
     samples_per_problem: int = Field(default=8, ge=2)  # the group whose rewards are normalized
     router: Router = "handoff"
-    policy: MemoryPolicy = "unfold"
+    # the rollouts' memory policy; "mix" (Mix-RL): each rollout under one of ``mix``, drawn at random
+    policy: RolloutPolicy = "unfold"
+    mix: tuple[MemoryPolicy, ...] = ("fold-append", "unfold-summaries")
+    # Every ``gap_every`` steps (and before the first), the pair solves ``gap_problems`` held-out problems greedily
+    # under Fold and under Unfold (``gap_policies``); the accuracy gap is a metric and a plot. 0: never.
+    gap_every: int = Field(default=0, ge=0)
+    gap_problems: int = Field(default=50, ge=1)
+    gap_policies: tuple[FoldPolicy, MemoryPolicy] = ("fold-append", "unfold-summaries")
+    heldout: str | None = None  # JSONL of held-out problems for the gap; null: the tiny world's held-out set
     temperature: float = Field(default=1.0, gt=0)  # of the rollouts; log-probs are of the raw distribution
     train: Literal["joint", "alternate"] = "joint"  # both agents every step, or one per round (OpenRLHF: alternate)
     alternate_every: int = Field(default=10, ge=1)  # steps per round under ``alternate``
@@ -364,7 +402,7 @@ class RLConfig(Strict):
     reward: RewardConfig = RewardConfig()
     micro_batch_size: int = Field(default=8, ge=1)  # samples per forward/backward pass
     checkpoint_every: int = Field(default=10, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # OpenRLHF backend: ``rounds`` rounds, each training the long and then the short agent for ``alternate_every``
     # steps while the other one is served frozen (its model config's backend and num_gpus)
     num_gpus: int = Field(default=7, ge=1)  # of the agent being trained: DeepSpeed and vLLM colocated, an engine a GPU
@@ -373,6 +411,26 @@ class RLConfig(Strict):
     zero_stage: int = Field(default=2, ge=0, le=3)
     attn_implementation: str = "flash_attention_2"
     rounds: int = Field(default=2, ge=1)
+    # the longest wait for the partner's actor to start, or for one partner turn; past it the job fails
+    partner_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class RouterTrainingConfig(Strict):
+    """`longshort train-router`: the pair solves training problems under the gold ``mc-oracle`` router, whose
+    decisions label the states, and a small classifier learns them (longshort/router_model.py); it is saved to
+    ``solve.router_path``."""
+
+    agents: str | None = None  # a folder holding long/ and short/ (a cold-start run) to label with; null: the models as set
+    problems: int = Field(default=400, ge=2)  # training problems solved under mc-oracle (rl.problems, else the tiny world's)
+    heldout_share: float = Field(default=0.2, gt=0, lt=1)  # of those problems, whose states only score the router
+    window: int = Field(default=32, ge=1)  # last context tokens the classifier sees
+    embed: int = Field(default=16, ge=1)  # width of each token's embedding
+    hidden: int = Field(default=64, ge=1)
+    steps: int = Field(default=1500, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    seed: int = Field(default=0, ge=0)
 
 
 class EvalConfig(Strict):
@@ -380,7 +438,7 @@ class EvalConfig(Strict):
 
     routers: tuple[Router, ...] = ("alternate", "handoff")
     policies: tuple[MemoryPolicy, ...] = ("unfold", "fold-restart", "fold-append")
-    pass_k: tuple[int, ...] = (1, 4)  # pass@k reported where n >= k
+    pass_k: tuple[Annotated[int, Field(ge=1)], ...] = (1, 4)  # pass@k reported where n >= k
     viewer_transcripts: int = Field(default=3, ge=0)  # per benchmark × mode, in report.html
     # The before/after tables of cold-start and RL: the first ``--eval-limit`` problems of this benchmark
     # (data/benchmarks.py), read from ``data``/<benchmark>.jsonl when set, else from the hub; null: the tiny world's
@@ -391,7 +449,7 @@ class EvalConfig(Strict):
 
 class RayConfig(Strict):
     address: str | None = None  # None starts a local Ray on 127.0.0.1
-    num_cpus: int | None = None
+    num_cpus: int | None = Field(default=None, ge=1)
 
 
 class Config(Strict):
@@ -406,6 +464,7 @@ class Config(Strict):
     eval: EvalConfig = EvalConfig()
     coldstart: ColdstartConfig = ColdstartConfig()
     rl: RLConfig = RLConfig()
+    router_training: RouterTrainingConfig = RouterTrainingConfig()
     ray: RayConfig = RayConfig()
     # Free-form baselines (mode ``free:NAME``): models that answer alone in their own text format, such as the
     # DeepSeek-R1-Distill model that wrote the traces, evaluated beside the pair.
@@ -435,8 +494,8 @@ class Config(Strict):
 # Config keys that hold a path, as (section, ..., key): relative ones resolve against the config's folder.
 # "*" stands for every entry of a mapping.
 PATH_KEYS = (("long", "path"), ("short", "path"), ("baselines", "*", "path"), ("tiny", "out_dir"),
-             ("coldstart", "out_dir"), ("rl", "out_dir"), ("rl", "init"), ("rl", "problems"),
-             ("rl", "reward", "function"), ("eval", "data"))
+             ("coldstart", "out_dir"), ("rl", "out_dir"), ("rl", "init"), ("rl", "problems"), ("rl", "heldout"),
+             ("rl", "reward", "function"), ("eval", "data"), ("solve", "router_path"), ("router_training", "agents"))
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
@@ -477,30 +536,11 @@ def override(config: Config, changes: dict[str, object]) -> Config:
             part = part[section]
         part[leaf] = value
         flags[key] = flag or key
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(part) for part in err["loc"])
-            problems.append(f"{flags.get(key, key)} ({key}): {err['msg']}")
-        raise ConfigError("; ".join(problems)) from None
+    return _validated(data, "", lambda key: f"{flags[key]} ({key})" if key in flags else f"'{key}'")
 
 
-def load_config(path: str | Path) -> Config:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config is a mapping of keys to values, got {type(data).__name__}")
-    data = _resolve_paths(data, path.resolve().parent)
-    data["source"] = str(path)
+def _validated(data: dict, where: str, name) -> Config:
+    """``Config.model_validate(data)``, its errors as one ConfigError: ``where`` first, each key as ``name(key)``."""
     try:
         return Config.model_validate(data)
     except ValidationError as e:
@@ -510,5 +550,57 @@ def load_config(path: str | Path) -> Config:
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
             else:
-                problems.append(f"'{key}': {err['msg']}")
-        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+                problems.append(f"{name(key)}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(where + "; ".join(problems)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not a silent replacement."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first on line {lines[key]})", key_node.start_mark)
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        if not isinstance(e, yaml.constructor.ConstructorError):
+            problem = f"not valid YAML ({problem})"
+        raise ConfigError(f"{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys to values, got {type(data).__name__}")
+    data = _resolve_paths(data, path.resolve().parent)
+    data["source"] = str(path)
+    return _validated(data, f"{path}: ", lambda key: f"'{key}'")
+
+
+def at_least(low: int):
+    """An argparse type: an integer no smaller than ``low``, so a bad count on a command line is refused at parse
+    time, as the same count in a config file is at load."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from longshort.chunking import Chunk, thoughts
 from longshort.config import Config, ScoringConfig
-from longshort.jsonl import Appender, completed_keys, read_rows, trace_id
+from longshort.jsonl import Appender, completed_keys, gold_text, read_rows, trace_id
 from longshort.problem import Problem
 from longshort.protocol import prompt_ids
 from longshort.rollouts import Estimate, Rollouts, hoeffding
@@ -70,25 +70,20 @@ class ContinueRollouts(Rollouts):
         for index, rollout in copies:
             self.stats["rollout_tokens"] += rollout.tokens() - states[index].tokens()
             problem = rollout.problem
-            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer)
+            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer,
+                                                                     delimited=True)
         return correct
 
 
-def prefix_state(problem: Problem, prompt_ids: list[int], chunks: list[Chunk], tokenizer, protocol,
-                 agent: str, thinking_ids: list[int] | None = None) -> Transcript:
-    """The question plus ``chunks``. On the protocol path each is a closed think turn of ``agent`` (its text without
+def chunk_turn(chunk: Chunk, tokenizer, protocol, agent: str, thinking_ids: list[int] | None = None) -> Turn:
+    """A thought as a turn of a prefix. On the protocol path it is a closed think turn of ``agent`` (its text without
     the breaks around it: the turn boundary stands for the paragraph break); on the text path (``thinking_ids``, the
-    trace's encoding) each is its slice of that encoding, untagged, so the prefix is the thinking text itself."""
-    turns = []
-    for chunk in chunks:
-        if thinking_ids is not None:
-            ids = thinking_ids[chunk.token_start:chunk.token_end]
-            turns.append(Turn(agent, "think", [], ids, None, "stop", chunk.text))
-            continue
-        text = chunk.text.strip()
-        ids = tokenizer.encode(text, add_special_tokens=False) + [protocol.close_id(agent)]
-        turns.append(Turn(agent, "think", [protocol.open_id(agent)], ids, None, "stop", text))
-    return Transcript(problem, list(prompt_ids), turns=turns)
+    trace's encoding) it is its slice of that encoding, untagged, so the prefix is the thinking text itself."""
+    if thinking_ids is not None:
+        return Turn(agent, "think", [], thinking_ids[chunk.token_start:chunk.token_end], None, "stop", chunk.text)
+    text = chunk.text.strip()
+    ids = tokenizer.encode(text, add_special_tokens=False) + [protocol.close_id(agent)]
+    return Turn(agent, "think", [protocol.open_id(agent)], ids, None, "stop", text)
 
 
 def make_rollouts(config: Config, hosted) -> Rollouts:
@@ -171,9 +166,10 @@ def read_scoring_inputs(path: str | Path, skip_bad: bool = False, default_kind: 
         found = trace_id(number, row, thinking, seen)
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"trace {found}: no problem text")
-        if "answer" not in row:
+        gold = gold_text(row.get("answer"), f"trace {found}")
+        if gold is None:
             raise ValueError(f"trace {found}: no gold answer")
-        problem = Problem(found, question, str(row["answer"]), str(row.get("source", Path(path).stem)),
+        problem = Problem(found, question, gold, str(row.get("source", Path(path).stem)),
                           str(row.get("kind", default_kind)))
         prediction = row.get("prediction")
         return ScoringInput(problem, thinking, None if prediction is None else str(prediction))
@@ -233,25 +229,32 @@ def score_file(config: Config, hosted, inputs: list[ScoringInput], output: str |
 
 def _score_batch(batch: list[ScoringInput], chunked: list[list[Chunk]], rollouts: Rollouts, tokenizer, protocol,
                  scoring: ScoringConfig) -> list[dict]:
-    """Roll out every prefix of every trace in the batch, one depth per call, and score their chunks."""
+    """Roll out every prefix of every trace in the batch, one depth per call, and score their chunks. Prefixes only
+    grow, so once a trace's prefix passes the scoring model's context its later ones are not even built: the work
+    per trace is bounded by what fits the context, however long the trace."""
     chat = rollouts.chat
     if chat is None:
-        prompts = [prompt_ids(tokenizer, item.problem.question) for item in batch]
+        states = [Transcript(item.problem, prompt_ids(tokenizer, item.problem.question)) for item in batch]
         thinking: list[list[int] | None] = [None] * len(batch)
     else:
-        prompts = [chat.prompt(tokenizer, item.problem.question) for item in batch]
+        states = [Transcript(item.problem, chat.prompt(tokenizer, item.problem.question)) for item in batch]
         thinking = [tokenizer(item.thinking, add_special_tokens=False)["input_ids"] for item in batch]
+    fits = [True] * len(batch)
     estimates: list[list[Estimate | None]] = [[] for _ in batch]
     for depth in range(max(len(c) for c in chunked) + 1):
-        live = [b for b, chunks in enumerate(chunked) if depth <= len(chunks)]
-        states = {b: prefix_state(batch[b].problem, prompts[b], chunked[b][:depth], tokenizer, protocol,
-                                  scoring.agent, thinking[b]) for b in live}
-        fitting = [b for b in live if rollouts.fits(states[b])]
+        live = [b for b, chunks in enumerate(chunked) if depth <= len(chunks) and fits[b]]
+        if not live:
+            break
         for b in live:
-            if b not in fitting:
-                estimates[b].append(None)
+            if depth:
+                states[b].turns.append(chunk_turn(chunked[b][depth - 1], tokenizer, protocol, scoring.agent,
+                                                   thinking[b]))
+            fits[b] = rollouts.fits(states[b])
+        fitting = [b for b in live if fits[b]]
         for b, estimate in zip(fitting, rollouts.estimate([states[b] for b in fitting])):
             estimates[b].append(estimate)
+    for b, chunks in enumerate(chunked):  # the prefixes past the context
+        estimates[b] += [None] * (len(chunks) + 1 - len(estimates[b]))
     records = []
     for item, chunks, est in zip(batch, chunked, estimates):
         records.append({

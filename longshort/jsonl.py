@@ -6,6 +6,7 @@ with every finished record exactly once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,15 +20,21 @@ class InputError(ValueError):
 
 
 def read_problems(path: str | Path, skip_bad: bool = False, default_kind: str = "synthetic") -> list[Problem]:
-    """Problems from JSONL rows with ``question`` (and optional ``id``, ``answer``, ``kind``, ``source``)."""
+    """Problems from JSONL rows with ``question`` (and optional ``id``, ``answer``, ``kind``, ``source``). Texts must
+    be texts (a number is not a question); a gold answer may be a text or a number, and null means none."""
+    seen: dict[str, int] = {}
+
     def problem(number: int, row: dict) -> Problem:
-        return Problem(
-            id=str(row.get("id", f"line-{number}")),
-            question=str(row.get("question") or ""),
-            answer=str(row.get("answer", "")),
-            source=str(row.get("source", Path(path).stem)),
-            kind=str(row.get("kind", default_kind)),
+        found = unique_id(number, row, None, "problem")
+        made = Problem(
+            id=found,
+            question=text_field(row, "question", f"problem {found}"),
+            answer=gold_text(row.get("answer"), f"problem {found}") or "",
+            source=text_field(row, "source", f"problem {found}", Path(path).stem),
+            kind=text_field(row, "kind", f"problem {found}", default_kind),
         )
+        unique_id(number, row, seen, "problem")
+        return made
 
     return read_rows(path, skip_bad, problem)
 
@@ -43,14 +50,46 @@ def read_traces(path: str | Path, skip_bad: bool = False) -> list[tuple[str, str
 
 
 def trace_id(number: int, row: dict, thinking, lines: dict[str, int]) -> str:
-    """The id of the trace on line ``number`` (the line number stands in for a missing one), once it is checked to
-    have ``thinking`` text and an id no earlier line has (outputs are keyed by id); ``lines`` records the ids seen."""
-    found = str(row.get("id", f"line-{number}"))
+    """The id of the trace on line ``number`` once it is checked to have ``thinking`` text and an id no earlier line
+    has (``unique_id``); ``lines`` records the ids seen."""
     if not isinstance(thinking, str) or not thinking.strip():
-        raise ValueError(f"trace {found}: no thinking text")
-    if lines.setdefault(found, number) != number:
-        raise ValueError(f"trace {found}: the id is also on line {lines[found]}")
+        raise ValueError(f"trace {unique_id(number, row, None, 'trace')}: no thinking text")
+    return unique_id(number, row, lines, "trace")
+
+
+def unique_id(number: int, row: dict, lines: dict[str, int] | None, what: str) -> str:
+    """The id of the row on line ``number``: its ``id``, a text or an integer, or ``line-N`` when it has none. Outputs
+    are keyed by id, so an id an earlier line has is an error naming that line; ``lines`` (id -> line) records the
+    ids seen, and None only reads the id."""
+    value = row.get("id", f"line-{number}")
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ValueError(f"the id must be a non-empty text or an integer, got {json.dumps(value)}")
+    found = str(value)
+    if lines is not None and lines.setdefault(found, number) != number:
+        raise ValueError(f"{what} {found}: the id is also on line {lines[found]}")
     return found
+
+
+def text_field(row: dict, key: str, what: str, default: str | None = None) -> str:
+    """``row[key]``, which must be a text (``default`` when the key is absent or null and a default is given)."""
+    value = row.get(key)
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        got = "nothing" if value is None else f"{type(value).__name__} {json.dumps(value)}"
+        raise ValueError(f"{what}: '{key}' must be a text, got {got}")
+    return value
+
+
+def gold_text(value, what: str) -> str | None:
+    """A gold answer as text: a text or a finite number as written; None when there is none (absent or null)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    raise ValueError(f"{what}: the answer must be a text or a number, got {json.dumps(value)}")
 
 
 def read_rows(path: str | Path, skip_bad: bool, parse) -> list:
@@ -73,7 +112,11 @@ def read_rows(path: str | Path, skip_bad: bool, parse) -> list:
 
 def numbered_rows(path: str | Path) -> Iterator[tuple[int, object]]:
     """``(line number, parsed row)`` of each non-blank line; a line that cannot be read gives a ValueError instead."""
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    with f:
         for number, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
@@ -83,10 +126,13 @@ def numbered_rows(path: str | Path) -> Iterator[tuple[int, object]]:
                 yield number, ValueError("not UTF-8")
             except json.JSONDecodeError as e:
                 yield number, ValueError(f"not valid JSON ({e.msg})")
+            except (ValueError, RecursionError) as e:  # a number too long to convert, arrays nested too deep
+                yield number, ValueError(f"not valid JSON ({type(e).__name__}: {str(e)[:80]})")
 
 
 def completed_keys(path: str | Path, key) -> set:
-    """Keys of the records already in ``path``; a partial last line from a killed run is cut off."""
+    """Keys of the records already in ``path``; a partial last line from a killed run is cut off. Call it while
+    holding the output's claim (longshort/runs.py): it may cut the file."""
     path = Path(path)
     if not path.exists():
         return set()
@@ -95,20 +141,39 @@ def completed_keys(path: str | Path, key) -> set:
     if end < len(data):
         with open(path, "r+b") as f:
             f.truncate(end)
-    return {key(json.loads(line)) for line in data[:end].splitlines() if line.strip()}
+    keys = set()
+    for number, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            keys.add(key(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path}, line {number}: not a record this command writes ({type(e).__name__}: "
+                             f"{str(e)[:80]}); write to another output, or delete it to start over") from None
+    return keys
 
 
 class Appender:
-    """Appends one JSON record per line and flushes it to disk before returning."""
+    """Appends one JSON record per line, on disk before ``write`` returns. A write that fails (a full disk) or is
+    interrupted (Ctrl-C) is taken back whole, so the file never holds part of a record, and the error is one line."""
 
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "a", encoding="utf-8")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        start = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+            os.fsync(self.fd)
+        except BaseException as e:
+            os.ftruncate(self.fd, start)
+            if isinstance(e, OSError):
+                raise OSError(f"cannot write {self.path}: {e.strerror or e}") from None
+            raise
 
     def close(self) -> None:
-        self.file.close()
+        os.close(self.fd)

@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 
 from longshort.agents.backend import GenerationRequest
 from longshort.config import SamplingConfig, ScoringConfig, SolveConfig
+from longshort.memory import POLICIES
+from longshort.memory import render
 from longshort.problem import Problem
 from longshort.protocol import AGENTS, Protocol, prompt_ids
 from longshort.routers import make_router
@@ -31,6 +33,7 @@ class _Step:
     kind: str  # "think" | "summary"
     forced_ids: list[int]
     request: GenerationRequest
+    think_room: int | None = None  # a think turn that may open a summary itself: the most think tokens before it
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class _Taken:
 
 
 class _TimedAgent:
-    """An agent handle whose ``generate`` calls add their time to ``stats["backend_s"]``."""
+    """A router's agent handle: its ``generate`` calls add their time to ``stats["backend_s"]``, their requests to
+    ``stats["router_requests"]`` and the tokens they generate to ``stats["router_tokens"]``."""
 
     def __init__(self, agent, stats: dict):
         self.agent, self.stats = agent, stats
@@ -51,9 +55,12 @@ class _TimedAgent:
     def generate(self, requests):
         began = time.perf_counter()
         try:
-            return self.agent.generate(requests)
+            results = self.agent.generate(requests)
         finally:
             self.stats["backend_s"] += time.perf_counter() - began
+        self.stats["router_requests"] += len(requests)
+        self.stats["router_tokens"] += sum(len(c.token_ids) for r in results for c in r.completions)
+        return results
 
     def info(self) -> dict:
         return self.agent.info()
@@ -68,8 +75,8 @@ class Orchestrator:
         self.solve_config = solve
         self.sampling = sampling
         self.max_context = {name: agent.info()["max_context"] for name, agent in agents.items()}
-        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0,
-                      "prefill_tokens": 0, "naive_prefill_tokens": 0}
+        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0, "router_requests": 0,
+                      "router_tokens": 0, "prefill_tokens": 0, "naive_prefill_tokens": 0}
         # a router's own model calls (the mc router's lookahead) are model time too, not the orchestrator's
         timed = {name: _TimedAgent(agent, self.stats) for name, agent in agents.items()}
         self.router = make_router(solve.router, protocol, agents=timed, tokenizer=tokenizer, solve=solve,
@@ -129,7 +136,8 @@ class Orchestrator:
     def _check_limits(self, transcript: Transcript) -> None:
         """Stop a transcript past its time or its turns (counted from when this solve took it up)."""
         taken = self._taken[id(transcript)]
-        if time.perf_counter() - taken.started > self.solve_config.timeout_s:
+        limit = self.solve_config.timeout_s
+        if limit is not None and time.perf_counter() - taken.started > limit:
             transcript.stop_reason = "timeout"
         elif len(transcript.turns) - taken.turns >= self.solve_config.max_turns:
             transcript.stop_reason = "budget"
@@ -139,7 +147,11 @@ class Orchestrator:
 
     def _summary_due(self, transcript: Transcript) -> bool:
         memory = self.solve_config.memory
-        return memory.policy != "unfold" and self._segment_tokens(transcript) >= memory.fold_at
+        return POLICIES[memory.policy].summarizes and self._segment_tokens(transcript) >= memory.fold_at
+
+    def _self_folding(self) -> bool:
+        memory = self.solve_config.memory
+        return memory.folds == "self" and POLICIES[memory.policy].summarizes
 
     def _plan(self, transcript: Transcript, writer: str | None) -> _Step | None:
         """The next turn of ``transcript`` (a think turn by ``writer``, or a summary when none is named), or None
@@ -157,19 +169,26 @@ class Orchestrator:
             spent = transcript.tokens(agent) - self._taken[id(transcript)].tokens[agent]
             left = (cfg.max_long_tokens if agent == "long" else cfg.max_short_tokens) - spent
             max_new = min(cfg.chunk_tokens, left)
-            if memory.policy != "unfold":
+            if POLICIES[memory.policy].summarizes:
                 max_new = min(max_new, memory.segment_budget - segment_tokens)
             if max_new < 1:
                 transcript.stop_reason = "budget"
                 return None
             forced = [self.protocol.open_id(agent)]
             stops = self.protocol.think_stops(agent)
+            if self._self_folding():  # the writer may close its step with a summary: room for it in the same turn
+                think_room, stops = max_new, stops + (self.protocol.ids["summary_close"],)
+                max_new = min(max_new + memory.summary_cap + 2, left)
         request = turn_request(transcript, forced, stops, max_new, self.max_context[agent], self.sampling.temperature,
                                self.sampling.top_p, turn_seed(self.sampling.seed, transcript))
-        if request is None:
-            transcript.stop_reason = "budget"
+        if request is None:  # the context is full: a question longer than it stops here at once
+            used = len(render(transcript)) + len(forced)
+            what = "the question" if not transcript.turns else "the transcript"
+            self._stop(transcript, "context", f"{what} fills {used} of the {self.max_context[agent]} tokens of "
+                                              f"{agent}'s context, leaving no room to write")
             return None
-        return _Step(transcript, agent, kind, forced, request)
+        return _Step(transcript, agent, kind, forced, request, think_room if kind == "think" and self._self_folding()
+                     else None)
 
     def _run(self, steps: list[_Step]) -> None:
         """Send each agent its requests as one batch, both agents at once, and apply the results.
@@ -195,30 +214,70 @@ class Orchestrator:
                 self.apply(step, result.completions[0])
 
     def apply(self, step: _Step, completion) -> None:
-        """Append the turn ``completion`` makes of ``step`` and stop the transcript if it answered or broke."""
-        transcript, tokens, p = step.transcript, completion.token_ids, self.protocol
-        ended = completion.stop_reason == "stop"
-        kind = "answer" if ended and tokens[-1] == p.answer_close_id else step.kind
-        closing = []
-        if not ended:  # the budget cut the turn: close it so the context stays well formed
-            closing = [p.ids["summary_close"] if kind == "summary" else p.close_id(step.agent)]
-        turn = Turn(step.agent, kind, step.forced_ids, tokens, completion.logprobs, completion.stop_reason,
-                    self.tokenizer.decode(tokens), transcript.segment, closing)
-        transcript.turns.append(turn)
+        """Append the turn(s) ``completion`` makes of ``step`` and stop the transcript if it answered or broke.
+
+        A think turn that may fold (``step.think_room``) and opened a summary becomes two turns: the step, and the
+        writer's own summary, which begins with the summary tag it wrote (so the rendered ids are exactly the ones
+        generated) and is cut and closed at ``summary_cap``. Past its think room without a summary, the turn is cut
+        there, as a turn that may not fold is cut at its budget."""
+        transcript, p = step.transcript, self.protocol
+        tokens, logprobs, reason = completion.token_ids, completion.logprobs, completion.stop_reason
         transcript.peak_context = max(transcript.peak_context, len(step.request.prompt_ids) + len(tokens))
-        body = tokens[:-1] if ended else tokens
+        room, opener = step.think_room, p.ids["summary_open"]
+        if room is not None:
+            opened = tokens.index(opener) if opener in tokens else None
+            if opened is not None and opened <= room:
+                self._self_summary(step, tokens, logprobs, opened)
+                return
+            if len(tokens) > room:
+                tokens, logprobs, reason = tokens[:room], logprobs[:room] if logprobs else logprobs, "length"
+        self._append(step, step.kind, step.forced_ids, tokens, logprobs, reason)
+
+    def _self_summary(self, step: _Step, tokens: list[int], logprobs, opened: int) -> None:
+        """The step up to the summary tag its writer wrote, then that summary (cut and closed past the cap)."""
+        transcript, memory, close = step.transcript, self.solve_config.memory, self.protocol.ids["summary_close"]
+        lp = logprobs or None
+        if not self._append(step, "think", step.forced_ids, tokens[:opened], lp and lp[:opened], "stop", closed=True):
+            return
+        if transcript.folds >= memory.max_rounds:  # no fold left: the round limit ends it, as for a forced fold
+            transcript.stop_reason = "budget"
+            return
+        summary, summary_lp = tokens[opened:], lp and lp[opened:]
+        whole = summary[-1] == close and len(summary) >= 2 and len(summary) - 2 <= memory.summary_cap
+        if not whole:
+            keep = 1 + min(memory.summary_cap, len(summary) - 1 - (summary[-1] == close))
+            summary, summary_lp = summary[:keep], summary_lp and summary_lp[:keep]
+        self._append(step, "summary", [], summary, summary_lp, "stop" if whole else "length", body_from=1)
+
+    def _append(self, step: _Step, kind: str, forced: list[int], tokens: list[int], logprobs, reason: str,
+                closed: bool = False, body_from: int = 0) -> bool:
+        """Append one turn; a turn the budget cut (``reason`` length) is closed so the context stays well formed.
+        Returns False after stopping the transcript on a broken protocol. ``closed``: a step its writer ended by
+        opening a summary (no close tag of its own); ``body_from``: leading ids that are the turn's own open tag."""
+        transcript, p = step.transcript, self.protocol
+        ended = reason == "stop" and not closed
+        kind = "answer" if ended and tokens[-1] == p.answer_close_id else kind
+        closing = []
+        if reason == "length":
+            closing = [p.ids["summary_close"] if kind == "summary" else p.close_id(step.agent)]
+        turn = Turn(step.agent, kind, forced, tokens, logprobs, reason, self.tokenizer.decode(tokens),
+                    transcript.segment, closing)
+        transcript.turns.append(turn)
+        body = tokens[body_from:-1] if ended else tokens[body_from:]
         allowed = {p.answer_open_id} if kind == "answer" else set()
         stray = [t for t in body if t in self.tag_ids - allowed]
         if stray or (ended and tokens[-1] not in step.request.stop_token_ids):
             what = self.tokenizer.decode(stray[:1]) if stray else "end of text"
-            self._stop(transcript, "malformed", f"{step.agent} wrote {what} inside a {step.kind} turn")
-        elif kind == "answer":
+            self._stop(transcript, "malformed", f"{step.agent} wrote {what} inside a {kind} turn")
+            return False
+        if kind == "answer":
             answer = p.answer_ids(body)
             if answer is None:
                 self._stop(transcript, "malformed", f"{step.agent} closed an answer it never opened")
             else:
                 transcript.answer = self.tokenizer.decode(answer).strip()
                 transcript.stop_reason = "answered"
+        return True
 
     @staticmethod
     def _stop(transcript: Transcript, reason: str, error: str) -> None:

@@ -46,7 +46,7 @@ DEAD_KEYS = [
     *[(f"coldstart.{key}", lambda c, m: c.coldstart.backend == "local", "coldstart.backend is local")
       for key in ("num_gpus", "micro_batch_size", "max_epochs", "max_len", "zero_stage", "attn_implementation")],
     *[(f"coldstart.{key}", lambda c, m: c.coldstart.backend == "openrlhf", "coldstart.backend is openrlhf")
-      for key in ("long_steps", "short_steps", "checkpoint_every")],
+      for key in ("long_steps", "short_steps")],
     *[(f"rl.{key}", lambda c, m: c.rl.backend == "local", "rl.backend is local")
       for key in ("num_gpus", "vllm_memory_utilization", "max_len", "zero_stage", "attn_implementation", "rounds")],
     ("rl.alternate_every", lambda c, m: c.rl.backend == "local" and c.rl.train == "joint", "rl.train is joint"),

@@ -3,16 +3,18 @@
 One estimator, two ways to prompt and read an answer, by the agent's ``format``:
 
 - ``protocol`` (the tiny world; any agent after cold-start SFT): the agent opens a new turn with
-  ``scoring.answer_prompt`` and writes at most ``scoring.answer_tokens``; the text between its answer tags is graded.
+  ``scoring.answer_prompt`` and writes at most ``scoring.answer_tokens``; the answer is the text between its answer
+  tags.
 - ``text`` (a pretrained model, longshort/chat.py): the state's thinking is closed with the model's
   ``text.answer_prompt`` (after ``</think>`` for a reasoning model) and the model writes at most
-  ``scoring.answer_tokens`` until its end-of-turn token; the answer prompt plus what it wrote is graded from text.
-  Under the ``continue`` policy it instead writes on from the open thinking for ``scoring.continue_tokens``, and
-  that text is graded.
+  ``scoring.answer_tokens`` until its end-of-turn token; the answer is the answer prompt plus what it wrote, read
+  as free text. Under the ``continue`` policy it instead writes on from the open thinking for
+  ``scoring.continue_tokens``, and that text is the answer.
 
-Grading is against the problem's gold answer: this is training data (importance labels, turn credit, router
-labels). The importance scorer (longshort/importance.py), the ``mc`` router and RL turn credit share it; the
-protocol path's ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
+``answers`` returns the answers ungraded; ``estimate`` grades them against the problem's gold answer: training data
+only (importance labels, RL turn credit, the gold ``mc-oracle`` router that labels states for the learned router).
+This is the estimator the importance scorer (longshort/importance.py), the ``mc`` routers and RL turn credit share;
+the protocol path's ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
 
 A state's K rollouts are one request with ``n = K`` and all states go to the backend in one batch, so a backend
 with prefix reuse prefills each state once. ``stats`` counts the prompt tokens computed against a naive
@@ -23,11 +25,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from longshort.config import ScoringConfig
 from longshort.memory import render
 from longshort.transcript import Transcript
 from longshort.turns import turn_seed
+
+if TYPE_CHECKING:  # the config only types an argument here; the config's validators import the routers
+    from longshort.config import ScoringConfig
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,9 @@ def hoeffding(rollouts: int, confidence: float) -> float:
 
 
 class Rollouts:
-    """K answer rollouts of ``scoring.agent`` from each state, graded against the gold answer (training data:
-    importance labels, turn credit, router labels). ``chat`` is the agent's text format, None when it speaks the
-    protocol."""
+    """K answer rollouts of ``scoring.agent`` from each state: their answers (``answers``), or how many match the
+    gold answer (``estimate``; training data: importance labels, turn credit, router labels). ``chat`` is the
+    agent's text format, None when it speaks the protocol."""
 
     def __init__(self, agents: dict, tokenizer, protocol, scoring: ScoringConfig, seed: int = 0,
                  max_context: int | None = None, chat=None):
@@ -75,37 +80,48 @@ class Rollouts:
         return self.scoring.continue_tokens if self.continues else self.scoring.answer_tokens
 
     def estimate(self, states: list[Transcript], k: int | None = None) -> list[Estimate]:
-        """K rollouts from each state (``k`` overrides the configured K), all in one batch."""
+        """K rollouts from each state (``k`` overrides the configured K), all in one batch, graded against the gold
+        answer: training data only."""
         k = k or self.scoring.rollouts
+        return [Estimate(c, k) for c in self._counted(self._correct, states, k)]
+
+    def answers(self, states: list[Transcript], k: int | None = None) -> list[list[str | None]]:
+        """Per state, the answer text of each of its K rollouts (None where a rollout closed no answer), all in one
+        batch. Nothing is graded, so this is what inference may use."""
+        return self._counted(self._answers, states, k or self.scoring.rollouts)
+
+    def _counted(self, rollout, states: list[Transcript], k: int) -> list:
+        """``rollout(states, k)``, its rollouts and time added to the stats."""
         if not states:
             return []
         start = time.perf_counter()
-        correct = self._correct(states, k)
+        found = rollout(states, k)
         self.stats["rollouts"] += k * len(states)
         self.stats["seconds"] += time.perf_counter() - start
-        return [Estimate(c, k) for c in correct]
+        return found
 
     def _correct(self, states: list[Transcript], k: int) -> list[int]:
         """Per state, how many of its K rollouts end in the gold answer."""
-        from longshort.agents.backend import GenerationRequest
         from longshort.grader import grade
+
+        delimited = self.chat is None  # the protocol's answer tags delimit the answer; text is read as free text
+        return [sum(a is not None and grade(s.problem.kind, a, s.problem.answer, delimited=delimited) for a in found)
+                for s, found in zip(states, self._answers(states, k))]
+
+    def _answers(self, states: list[Transcript], k: int) -> list[list[str | None]]:
+        from longshort.agents.backend import GenerationRequest
 
         p, cfg = self.protocol, self.scoring
         stops = (p.answer_close_id, p.close_id(cfg.agent)) if self.chat is None else ()  # and the model's EOS
         requests = [GenerationRequest(self.context(s), self.room(), stops, cfg.temperature, cfg.top_p,
                                       turn_seed(self.seed, s), n=k, logprobs=False) for s in states]
-        results = self.agents[cfg.agent].generate(requests)
-        correct = []
-        for state, result in zip(states, results):
+        found = []
+        for result in self.agents[cfg.agent].generate(requests):
             self.stats["prefill_tokens"] += result.prefill_tokens
             self.stats["naive_prefill_tokens"] += result.prompt_tokens * k
-            hits = 0
-            for completion in result.completions:
-                self.stats["rollout_tokens"] += len(completion.token_ids)
-                answer = self.answer_text(completion.token_ids, completion.stop_reason == "stop")
-                hits += answer is not None and grade(state.problem.kind, answer, state.problem.answer)
-            correct.append(hits)
-        return correct
+            self.stats["rollout_tokens"] += sum(len(c.token_ids) for c in result.completions)
+            found.append([self.answer_text(c.token_ids, c.stop_reason == "stop") for c in result.completions])
+        return found
 
     def answer_text(self, ids: list[int], stopped: bool = True) -> str | None:
         """The text a rollout is graded by: on the protocol path the decoded text between the answer tags, when

@@ -9,22 +9,38 @@ from longshort.config import Config, ModelConfig, SolveConfig
 from longshort.jsonl import Appender, completed_keys
 from longshort.orchestrator import Orchestrator
 from longshort.problem import Problem
-from longshort.protocol import Protocol
+from longshort.protocol import Protocol, prompt_ids
 from longshort.transcript import Transcript
 
 
 def load_shared_tokenizer(config: Config):
-    """The tokenizer both agents speak; the transcript's ids mean the same thing to each."""
+    """The tokenizer both agents speak; the transcript's ids mean the same thing to each, and its prompt (the
+    question in the chat template) is the one each was trained on."""
     from longshort.agents.hf_backend import load_tokenizer
 
     long_tok = load_tokenizer(config.long.path, config.long.trust_remote_code, "long")
+    check_chat_template(long_tok, config.long.path)
     if config.short.path != config.long.path:
         short_tok = load_tokenizer(config.short.path, config.short.trust_remote_code, "short")
         if short_tok.get_vocab() != long_tok.get_vocab():
             raise ValueError(f"{config.source}: the long and short models must share one tokenizer "
                              f"({config.long.path} and {config.short.path} differ)")
+        if short_tok.chat_template != long_tok.chat_template:
+            check_chat_template(short_tok, config.short.path)
+            raise ValueError(f"{config.source}: the long and short models must share one chat template, since "
+                             f"both read the prompt it renders ({config.long.path} and {config.short.path} differ)")
     protocol = Protocol.from_tokenizer(config.protocol, long_tok, config.long.path)
     return long_tok, protocol
+
+
+def check_chat_template(tokenizer, path: str) -> None:
+    """Refuse a chat template that renders a question bare, with no user or assistant turn around it: a template
+    made for training data, such as the one OpenRLHF's SFT saves with the model it trained."""
+    probe = "What is 2+2?"
+    if prompt_ids(tokenizer, probe) == tokenizer.encode(probe, add_special_tokens=False):
+        raise ValueError(f"the chat template of {path} renders a question bare: it is a training template, not the "
+                         "model's own (OpenRLHF's SFT saves the one it trained with; longshort's cold-start puts the "
+                         "starting model's tokenizer back after each job, or copy its tokenizer files over)")
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,21 @@ def solver(config: Config, hosted: Hosted, spec):
         budget = config.solve.max_long_tokens if name == "long" else config.solve.max_short_tokens
     chat = ChatFormat.of(model, tokenizer, name)
     return FreeForm(name, agent, tokenizer, chat, budget, config.sampling, config.solve.concurrency, role)
+
+
+def solve_settings(config: Config, routers) -> dict:
+    """What a solve's transcripts depend on, for its output's run record (longshort/runs.py): the models (and the
+    free-form baselines among ``routers``), sampling, the solve section but for how many transcripts run at once,
+    the protocol, and the scoring section when one of ``routers`` is an ``mc`` router, which looks ahead with it."""
+    from longshort.runs import model_settings
+
+    baselines = [r.split(":", 1)[1] for r in routers if r.startswith("free:") and r.split(":", 1)[1] in config.baselines]
+    settings = {"models": model_settings(config, ("long", "short", *sorted(set(baselines)))),
+                "sampling": config.sampling.model_dump(), "solve": config.solve.model_dump(exclude={"concurrency"}),
+                "protocol": config.protocol.model_dump()}
+    if any(router.startswith("mc") for router in routers):
+        settings["scoring"] = config.scoring.model_dump()
+    return settings
 
 
 def transcript_key(record: dict) -> tuple[str, int]:

@@ -40,7 +40,7 @@ class Transcript:
     memory: str = "unfold"  # the memory policy its agents saw their contexts under (longshort/memory.py)
     turns: list[Turn] = field(default_factory=list)
     answer: str | None = None
-    stop_reason: str | None = None  # answered | budget | malformed | timeout | error
+    stop_reason: str | None = None  # answered | budget | context | malformed | timeout | error
     error: str | None = None
     peak_context: int = 0
     seconds: dict = field(default_factory=dict)  # backend time by agent, and the whole solve
@@ -61,6 +61,11 @@ class Transcript:
     def folds(self) -> int:
         return sum(t.kind == "summary" for t in self.turns)
 
+    @property
+    def self_folds(self) -> int:
+        """Summaries the writer opened itself (the orchestrator forced none of their tokens)."""
+        return sum(t.kind == "summary" and not t.forced_ids for t in self.turns)
+
     def tokens(self, agent: str | None = None, kind: str | None = None) -> int:
         """Generated tokens, optionally of one agent and one turn kind."""
         return sum(len(t.token_ids) for t in self.turns if agent in (None, t.agent) and kind in (None, t.kind))
@@ -68,7 +73,8 @@ class Transcript:
     def accounting(self) -> dict:
         counts = {f"{agent}_tokens": self.tokens(agent) for agent in ("long", "short")}
         counts.update({f"{kind}_tokens": self.tokens(kind=kind) for kind in TURN_KINDS})
-        counts.update(turns=len(self.turns), folds=self.folds, peak_context=self.peak_context)
+        counts.update(turns=len(self.turns), folds=self.folds, self_folds=self.self_folds,
+                      peak_context=self.peak_context)
         return counts
 
     def to_dict(self) -> dict:

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from longshort.config import Config
-from longshort.rl.runs import claim, fingerprint
+from longshort.runs import Claim, claim, model_settings
 
 
 def tiny_inputs(config: Config):
@@ -31,12 +31,14 @@ def tiny_inputs(config: Config):
     return [ScoringInput(as_problem(p, i), plain_text(long_trace(p, rng))) for i, p in enumerate(train_set)]
 
 
-def prepare(out: Path, config: Config, overwrite: bool) -> None:
-    """Claim ``out`` for this config, or resume the run of the same config already there."""
-    models = {agent: fingerprint(config.model(agent).path) for agent in ("long", "short")}
-    claim(out, {"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
-                "chunking": config.chunking.model_dump(), "summaries_for": config.solve.memory.summarizer,
-                "models": models}, overwrite, "cold-start")
+def prepare(out: Path, config: Config, overwrite: bool, traces: str | None = None) -> Claim:
+    """Claim ``out`` for this config and traces (held until the claim is released), or resume the run of the same
+    ones already there."""
+    spec = {"coldstart": config.coldstart.model_dump(), "scoring": config.scoring.model_dump(),
+            "chunking": config.chunking.model_dump(), "summaries_for": config.solve.memory.summarizer,
+            "protocol": config.protocol.model_dump(), "models": model_settings(config),
+            "traces": str(Path(traces).resolve()) if traces else None}
+    return claim(out, spec, "cold-start", folder=True, overwrite=overwrite, hint="pass --overwrite to replace it")
 
 
 def train_agent(config: Config, agent: str, samples, out: Path, log=print) -> Path:
@@ -90,19 +92,26 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
         inputs = read_scoring_inputs(traces)
     if eval_limit:
         heldout_benchmark(config)  # a config that cannot be evaluated stops before any work
-    prepare(out, config, overwrite)
-    hosted = start(config, use_ray=False)
-    data = synthesize(config, hosted, inputs, out, log=log)
-    if config.coldstart.backend == "openrlhf":
-        from longshort.rl.openrlhf_sft import launch
+    with prepare(out, config, overwrite, traces):
+        # On OpenRLHF the models are on GPUs: each in a Ray actor placed with its own num_gpus (in this process both
+        # would share one GPU), ended before the SFT jobs, which need every GPU.
+        on_openrlhf = config.coldstart.backend == "openrlhf"
+        hosted = start(config, use_ray=on_openrlhf)
+        data = synthesize(config, hosted, inputs, out, log=log)
+        if on_openrlhf:
+            from longshort.rl.openrlhf_sft import launch
 
-        commands = launch(config, data["samples"], hosted.tokenizer, out, dry_run, log)
-        return {"manifest": data["manifest"], "commands": commands}
-    trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log)) for agent in ("long", "short")}
-    after = config.with_model_paths(trained)
-    result = {"manifest": data["manifest"], "models": trained}
-    if eval_limit:
-        pair = ["handoff/unfold", f"handoff/{config.coldstart.fold_policy}"]
-        result |= before_after(config, after, eval_limit, out / "eval", pair, log)
-        (out / "eval" / "summary.json").write_text(json.dumps({k: result[k] for k in ("before", "after")}, indent=2))
-    return result
+            for agent in hosted.agents.values():
+                agent.close()
+            commands = launch(config, data["samples"], hosted.tokenizer, out, dry_run, log)
+            return {"manifest": data["manifest"], "commands": commands}
+        trained = {agent: str(train_agent(config, agent, data["samples"][agent], out, log))
+                   for agent in ("long", "short")}
+        after = config.with_model_paths(trained)
+        result = {"manifest": data["manifest"], "models": trained}
+        if eval_limit:
+            pair = ["handoff/unfold", f"handoff/{config.coldstart.fold_policy}"]
+            result |= before_after(config, after, eval_limit, out / "eval", pair, log)
+            summary = {k: result[k] for k in ("before", "after")}
+            (out / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
+        return result

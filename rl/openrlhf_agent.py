@@ -5,7 +5,8 @@ The agent being trained generates through that engine (token ids in, token ids a
 served frozen by one Ray actor hosting our Backend, shared by all engines, which batches the requests of all
 episodes. The orchestrator plans and applies every
 turn, as in a local solve, so the sample handed back is the transcript's own: its ids and action mask come from
-rl/samples.py and its reward from rl/rewards.py, the code the local backend trains with.
+rl/samples.py, and its advantage from rl/rewards.py over its problem's group of samples, the code the local backend
+trains with.
 
 The launcher (rl/openrlhf_rl.py) sets, in the job's environment: ``LONGSHORT_CONFIG`` (the run config, relative
 to the job's working directory), ``LONGSHORT_TRAINED`` (long | short), ``LONGSHORT_PARTNER_PATH`` (the partner's
@@ -14,7 +15,6 @@ checkpoint) and ``LONGSHORT_PARTNER_ACTOR`` (the name of its actor).
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import json
 import os
@@ -25,30 +25,32 @@ NAMESPACE = "longshort"  # OpenRLHF starts Ray with an anonymous namespace; the 
 
 
 class EngineAgent:
-    """The agent being trained, generating through OpenRLHF's vLLM engine with its rollout sampling params."""
+    """The agent being trained, generating through OpenRLHF's vLLM engine. Its sampling parameters are built from
+    the request exactly as VLLMBackend builds the partner's (agents/vllm_backend.py): OpenRLHF's own rollout
+    parameters (``min_tokens=1``, and an engine whose ``generation_config="auto"`` adds the model's other EOS ids,
+    such as Qwen2.5's ``<|endoftext|>``, to the stop ids) would keep a turn from closing on its first token and end
+    turns on tokens outside the protocol's stops."""
 
-    def __init__(self, name: str, engine, sampling_params, max_context: int, eos_token_id: int | None):
-        self.name, self.engine, self.sampling_params = name, engine, sampling_params
-        self.max_context, self.eos_token_id = max_context, eos_token_id
+    def __init__(self, name: str, engine, max_context: int, eos_token_id: int | None):
+        self.name, self.engine, self.max_context, self.eos_token_id = name, engine, max_context, eos_token_id
 
     def info(self) -> dict:
         return {"max_context": self.max_context}
 
     async def complete(self, request):
-        from longshort.agents.vllm_backend import completion_of
+        from longshort.agents.backend import check_fits
+        from longshort.agents.vllm_backend import completion_of, sampling_params, stop_ids
 
-        stops = sorted(set(request.stop_token_ids) | ({self.eos_token_id} if self.eos_token_id is not None else set()))
-        params = copy.deepcopy(self.sampling_params)
-        params.max_tokens = request.max_new_tokens
-        params.stop_token_ids = stops
-        params.logprobs = 0  # the sampled token's log-prob
+        params = sampling_params(request, check_fits(request, self.max_context, self.name), self.eos_token_id)
         output = await self.engine.generate(list(request.prompt_ids), params)
-        return completion_of(output.outputs[0], stops, True, self.name)
+        return completion_of(output.outputs[0], stop_ids(request, self.eos_token_id), request.logprobs, self.name)
 
 
 class BatchingPartner:
-    """The frozen partner's Ray actor (an async one): requests that arrive within ``window_s`` of each other, from
-    all episodes of all engines, go to its Backend as one batch."""
+    """The frozen partner's Ray actor (an async one). Requests from all episodes of all engines queue here and go to
+    its Backend one batch at a time: neither vLLM's synchronous engine (which steps until every request it holds is
+    done, whoever sent it) nor the HF backend's prefix cache may be called from two threads at once. What arrives
+    while a batch decodes is the next batch; requests within ``window_s`` of the first join it too."""
 
     def __init__(self, config, name: str, window_s: float = 0.005):
         from longshort.agents.actor import AgentActor
@@ -56,7 +58,7 @@ class BatchingPartner:
         self.actor = AgentActor(config, name)
         self.window_s = window_s
         self.queue: list = []
-        self.flush_task = None
+        self.serving = None  # the task that decodes batches while requests wait
 
     def info(self) -> dict:
         return self.actor.info()
@@ -64,35 +66,73 @@ class BatchingPartner:
     async def generate_one(self, request):
         future = asyncio.get_running_loop().create_future()
         self.queue.append((request, future))
-        if self.flush_task is None:
-            self.flush_task = asyncio.create_task(self._flush())
+        if self.serving is None:
+            self.serving = asyncio.create_task(self._serve())
         return await future
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(self.window_s)
-        batch, self.queue, self.flush_task = self.queue, [], None
+    async def _serve(self) -> None:
         try:
-            results = await asyncio.to_thread(self.actor.generate, [request for request, _ in batch])
-        except Exception as e:  # every waiting episode hears of it
-            for _, future in batch:
-                future.set_exception(e)
-            return
-        for (_, future), result in zip(batch, results):
-            future.set_result(result)
+            while self.queue:
+                await asyncio.sleep(self.window_s)
+                batch, self.queue = self.queue, []
+                try:
+                    results = await asyncio.to_thread(self.actor.generate, [request for request, _ in batch])
+                except Exception as e:  # every waiting episode hears of it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.serving = None
 
 
 class PartnerAgent:
-    """The frozen partner as the orchestrator sees it: one request per call to its batching actor."""
+    """The frozen partner as the orchestrator sees it: one request per call to its batching actor. A turn that takes
+    longer than ``timeout_s`` fails the episode (and so the job) rather than leave it waiting for ever."""
 
-    def __init__(self, handle, max_context: int):
-        self.handle, self.max_context = handle, max_context
+    def __init__(self, handle, name: str, max_context: int, timeout_s: float):
+        self.handle, self.name, self.max_context, self.timeout_s = handle, name, max_context, timeout_s
 
     def info(self) -> dict:
         return {"max_context": self.max_context}
 
     async def complete(self, request):
-        result = await self.handle.generate_one.remote(request)
+        try:
+            result = await asyncio.wait_for(self.handle.generate_one.remote(request), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the {self.name} partner gave no turn within {self.timeout_s:g} s "
+                               "(rl.partner_timeout_s): its actor is hung or overloaded") from None
         return result.completions[0]
+
+
+class Groups:
+    """Each problem's samples, gathered until all ``size`` of them have ended, so that their rewards and advantages
+    are computed together by rl/rewards.py, the code the local backend trains with. OpenRLHF runs a prompt's
+    ``--rollout.n_samples_per_prompt`` samples at once on one engine; the launcher sets that to
+    ``rl.samples_per_problem``, this group's size."""
+
+    def __init__(self, config, agent: str):
+        self.config, self.agent, self.open = config, agent, {}
+
+    async def join(self, key: str, transcript):
+        """(The transcript's reward, its advantage for the trained agent or None where it wrote nothing), once the
+        whole group has ended."""
+        from longshort.rl.rewards import advantages, rewards
+
+        members, done = self.open.setdefault(key, ([], asyncio.get_running_loop().create_future()))
+        index = len(members)
+        members.append(transcript)
+        if len(members) == self.config.rl.samples_per_problem:
+            del self.open[key]
+            try:
+                scored = rewards(members, self.config.rl.reward)
+                done.set_result(list(zip(scored, advantages(members, scored, self.agent, self.config.rl.advantage))))
+            except Exception as e:  # every sample of the group hears of it
+                done.set_exception(e)
+        return (await done)[index]
 
 
 class AgentExecutor(AgentExecutorBase):
@@ -119,12 +159,20 @@ class AgentExecutor(AgentExecutorBase):
                 # outside the engines' placement group, whose bundles the trained agent's actors already fill
                 handle = remote.options(name=os.environ["LONGSHORT_PARTNER_ACTOR"], namespace=NAMESPACE,
                                         get_if_exists=True, scheduling_strategy="DEFAULT").remote(model, partner)
-                info = await handle.info.remote()
+                try:
+                    info = await asyncio.wait_for(handle.info.remote(), config.rl.partner_timeout_s)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f"the {partner} partner's actor did not start within "
+                                       f"{config.rl.partner_timeout_s:g} s (rl.partner_timeout_s): Ray found no room "
+                                       f"for {model.num_gpus:g} GPUs and {model.num_cpus:g} CPUs beside the trained "
+                                       "agent's, or its model is slow to load") from None
                 solve, sampling = rollout_settings(config, step=0)
                 self.setup = {"config": config, "trained": trained, "partner": partner, "solve": solve,
                               "sampling": sampling, "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
                                                                                         config.model(trained).path),
-                              "partner_agent": PartnerAgent(handle, min(info["max_context"], max_length))}
+                              "partner_agent": PartnerAgent(handle, partner, min(info["max_context"], max_length),
+                                                            config.rl.partner_timeout_s),
+                              "groups": Groups(config, trained)}
         return self.setup
 
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
@@ -138,21 +186,24 @@ class AgentExecutor(AgentExecutorBase):
                              f"with --data.label_key label on the prompts rl/openrlhf_rl.py writes: {e}") from None
         setup = await self._setup(hf_tokenizer, max_length)
         trained, partner = setup["trained"], setup["partner"]
-        agents = {trained: EngineAgent(trained, llm_engine, sampling_params, max_length, hf_tokenizer.eos_token_id),
+        agents = {trained: EngineAgent(trained, llm_engine, max_length, hf_tokenizer.eos_token_id),
                   partner: setup["partner_agent"]}
         orchestrator = Orchestrator(agents, hf_tokenizer, setup["protocol"], setup["solve"], setup["sampling"])
         transcript = orchestrator.start((problem, next(self.samples)))
         while (step := orchestrator.next_step(transcript)) is not None:
             orchestrator.apply(step, await agents[step.agent].complete(step.request))
         orchestrator.finish(transcript)
-        return episode(transcript, trained, setup["config"], prompt, label)
+        reward, advantage = await setup["groups"].join(label, transcript)
+        return episode(transcript, trained, reward, advantage, prompt, label)
 
 
-def episode(transcript, trained: str, config, prompt, label) -> dict:
+def episode(transcript, trained: str, reward, advantage: float | None, prompt, label) -> dict:
     """What OpenRLHF's executor returns for one sample: the unfolded token sequence, the ranges of the trained
-    agent's own tokens, their sampling log-probs (0 elsewhere) and the pair's reward."""
+    agent's own tokens, their sampling log-probs (0 elsewhere), and as its "reward" the trained agent's advantage
+    (0 where it wrote nothing, and so has no tokens to learn): OpenRLHF runs with its ``flash_reinforce`` estimator,
+    which only subtracts the batch's mean reward, 0 for advantages centered in each group, and whitens nothing.
+    The pair's reward goes to the logs as ``pair_reward``."""
     from longshort.memory import render
-    from longshort.rl.rewards import rewards
     from longshort.rl.samples import rl_samples
 
     samples = rl_samples(transcript, trained, 0.0)
@@ -166,17 +217,16 @@ def episode(transcript, trained: str, config, prompt, label) -> dict:
         elif not own and start is not None:
             ranges.append((start, position))
             start = None
-    reward = rewards([transcript], config.rl.reward)[0]
     return {
         "prompt": prompt,
         "label": label,
         "observation_tokens": ids,
         "action_ranges": ranges,
         "rollout_log_probs": logprobs,
-        "reward": reward.total,
+        "reward": advantage or 0.0,
         "scores": float(reward.correct),
         "truncated": transcript.stop_reason == "budget",
-        "extra_logs": {"correct": float(reward.correct), "answered": float(reward.valid),
+        "extra_logs": {"pair_reward": reward.total, "correct": float(reward.correct), "answered": float(reward.valid),
                        "long_tokens": float(transcript.tokens("long")),
                        "short_tokens": float(transcript.tokens("short"))},
     }

@@ -2,20 +2,25 @@
 
 The pair shares one reward per transcript: the outcome (right, wrong, or no answer at all), minus a cost per
 generated token of each agent (long tokens cost more) and per fold. Advantages are normalized within the group of
-samples of one problem, separately for each agent over the samples in which that agent wrote.
+samples of one problem, separately for each agent over the samples in which that agent wrote. The OpenRLHF backend
+computes them here too (rl/openrlhf_agent.py gathers each problem's samples), so both backends train on the same
+advantages.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from longshort.config import RewardConfig
 from longshort.transcript import Transcript
+
+if TYPE_CHECKING:  # the config only types an argument here; the config's validators read ESTIMATORS
+    from longshort.config import RewardConfig
 
 
 class RewardFunctionError(RuntimeError):
@@ -34,7 +39,7 @@ class Reward:
 @functools.cache
 def load_reward_function(path: str) -> Callable[[list[Transcript]], list[float]]:
     """``reward`` from the Python file ``path`` (loaded once per process), wrapped so that any fault names the
-    file. It is called with the transcripts of one step on the local backend, of one sample on OpenRLHF."""
+    file. It is called with the transcripts of one step on the local backend, of one problem's samples on OpenRLHF."""
     spec = importlib.util.spec_from_file_location(f"longshort_reward_{Path(path).stem}", path)
     if spec is None or not Path(path).is_file():
         raise RewardFunctionError(f"reward function file {path} does not exist")
@@ -83,9 +88,9 @@ def rewards(transcripts: Sequence[Transcript], config: RewardConfig) -> list[Rew
     return out
 
 
-# Advantage estimators by name (``rl.advantage``): each maps the groups of rewards (one list per problem) to their
-# advantages; a new estimator is one decorated function.
-ESTIMATORS: dict[str, Callable[[list[list[float]]], list[list[float]]]] = {}
+# Advantage estimators by name (``rl.advantage``): each maps the groups of rewards (one list per problem, the samples
+# in which the agent wrote) to their advantages; a new estimator is one decorated function.
+ESTIMATORS: dict[str, Callable[[list[list[Reward]]], list[list[float]]]] = {}
 
 
 def estimator(name: str):
@@ -96,34 +101,36 @@ def estimator(name: str):
     return register
 
 
-def _centered(group: list[float]) -> tuple[list[float], float]:
-    """The group's rewards minus their mean, and their standard deviation."""
-    mean = sum(group) / len(group)
-    centered = [r - mean for r in group]
-    return centered, math.sqrt(sum(c * c for c in centered) / len(group))
+def _centered(group: list[Reward]) -> list[float]:
+    mean = sum(r.total for r in group) / len(group)
+    return [r.total - mean for r in group]
 
 
 @estimator("grpo")
-def grpo(groups: list[list[float]]) -> list[list[float]]:
-    """(r - group mean) / group std."""
+def grpo(groups: list[list[Reward]]) -> list[list[float]]:
+    """(r - group mean) / the group's spread of outcomes (right, wrong, invalid: not the token costs). A group whose
+    outcomes are all equal keeps its centered rewards, its token costs, in reward units: divided by their own
+    spread, a few tokens' difference between equally wrong samples would become a full unit of advantage, a
+    length-only gradient as strong as being right."""
     out = []
     for group in groups:
-        centered, std = _centered(group)
-        out.append([c / (std + 1e-6) for c in centered])
+        outcomes = [r.outcome for r in group]
+        spread = statistics.pstdev(outcomes) if len(set(outcomes)) > 1 else 0.0  # exactly 0 when all are equal
+        out.append([c / (spread or 1.0) for c in _centered(group)])
     return out
 
 
 @estimator("reinforce_baseline")
-def reinforce_baseline(groups: list[list[float]]) -> list[list[float]]:
-    """r - group mean, divided by the standard deviation over the whole batch, which keeps groups with near-equal
+def reinforce_baseline(groups: list[list[Reward]]) -> list[list[float]]:
+    """r - group mean, divided by the root mean square over the whole batch, which keeps groups with near-equal
     rewards from being blown up."""
-    centered = [_centered(group)[0] for group in groups]
+    centered = [_centered(group) for group in groups]
     flat = [c for group in centered for c in group]
     scale = math.sqrt(sum(c * c for c in flat) / len(flat)) if flat else 0.0
     return [[c / (scale + 1e-6) for c in group] for group in centered]
 
 
-def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent: str,
+def advantages(transcripts: Sequence[Transcript], scored: Sequence[Reward], agent: str,
                name: str = "grpo") -> list[float | None]:
     """Per transcript, ``agent``'s advantage (None where it wrote nothing), normalized within its problem's group
     (the transcripts of one problem in which ``agent`` wrote) by the estimator ``name``. A group of one sample, or of
@@ -134,7 +141,8 @@ def advantages(transcripts: Sequence[Transcript], totals: Sequence[float], agent
             groups[t.problem.id].append(i)
     members = list(groups.values())
     result: list[float | None] = [None] * len(transcripts)
-    for group, values in zip(members, ESTIMATORS[name]([[totals[i] for i in g] for g in members])):
+    for group, values in zip(members, ESTIMATORS[name]([[scored[i] for i in g] for g in members])):
         for i, value in zip(group, values):
             result[i] = value
     return result
+

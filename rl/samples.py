@@ -3,7 +3,7 @@
 An agent learns only the tokens it generated itself: the open tags the orchestrator forced, the partner's turns,
 closing tags the orchestrator added and the prompt are context (mask 0). Under a folding memory policy (the one the
 transcript records) a transcript yields one sample per segment, whose context is what the agent saw while writing
-that segment.
+that segment; under an unfolded one, a single sample.
 """
 from __future__ import annotations
 
@@ -37,15 +37,15 @@ class RLSample:
 def _segments(transcript: Transcript, agent: str):
     """(ids, own-token mask, log-probs, turn index of each token or -1) per segment (a single one under
     ``unfold``) in which ``agent`` wrote."""
-    policy = transcript.memory
+    policy = POLICIES[transcript.memory]
     segments = sorted({t.segment for t in transcript.turns})
-    if policy == "unfold":
+    if not policy.folds:
         segments = segments[:1] if segments else []
     for segment in segments:
         earlier = [t for t in transcript.turns if t.segment < segment]
-        current = [(n, t) for n, t in enumerate(transcript.turns) if policy == "unfold" or t.segment == segment]
+        current = [(n, t) for n, t in enumerate(transcript.turns) if not policy.folds or t.segment == segment]
         ids = list(transcript.prompt_ids)
-        for turn in POLICIES[policy](earlier) if earlier else []:
+        for turn in policy.visible(earlier) if earlier else []:
             ids += turn.ids
         mask = [0] * len(ids)
         logprobs = [0.0] * len(ids)

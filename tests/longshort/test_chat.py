@@ -77,7 +77,8 @@ def hosted(smollm2_path):
 
 def test_text_rollouts_copy_an_answer_the_thinking_states_and_grade_it_from_text(hosted):
     from longshort.chunking import chunk_text
-    from longshort.importance import make_rollouts, prefix_state
+    from longshort.importance import chunk_turn, make_rollouts
+    from longshort.transcript import Transcript
 
     config, hosted = hosted
     rollouts = make_rollouts(config, hosted)
@@ -90,7 +91,8 @@ def test_text_rollouts_copy_an_answer_the_thinking_states_and_grade_it_from_text
     assert len(chunks) == 3
     ids = tok(thinking, add_special_tokens=False)["input_ids"]
     prompt = rollouts.chat.prompt(tok, problem.question)
-    states = [prefix_state(problem, prompt, chunks[:depth], tok, hosted.protocol, "long", ids) for depth in (0, 3)]
+    states = [Transcript(problem, list(prompt), turns=[chunk_turn(c, tok, hosted.protocol, "long", ids)
+                                                       for c in chunks[:depth]]) for depth in (0, 3)]
     assert all(t.forced_ids == [] for t in states[1].turns), "no protocol tag on the text path"
     assert rollouts.context(states[1]) == prompt + ids + rollouts.chat.closing
     assert set(hosted.protocol.ids.values()).isdisjoint(rollouts.context(states[1]))

@@ -8,12 +8,18 @@ answer letters are read.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 
-from longshort.grader import extract_answer, grade, last_boxed
+from longshort import grader
+from longshort.grader import GradingError, check_gold, extract_answer, grade, grading_stats, last_boxed
 
 # Golds that differ as strings but that math-verify rightly counts as the same answer,
 # so neither may serve as the other's wrong answer.
@@ -150,12 +156,40 @@ def test_math_hand_written(gold, answer, equivalent):
     assert grade("math", rf"so the answer is $\boxed{{{answer}}}$", gold) is equivalent
 
 
-def test_math_without_box_grades_whole_prediction():
-    assert grade("math", r"\dfrac12", r"\frac{1}{2}")
-    assert grade("math", "0.5", r"\frac{1}{2}")
-    assert grade("math", r"$\frac{14}{3}$", r"\frac{14}{3}")
-    assert extract_answer("math", "  7 \n") == "7"
+def test_math500_every_gold_as_a_delimited_answer(load):
+    """The text between answer tags is the bare answer; it is read whole, in every form the boxed tests use."""
+    golds = [row["answer"] for row in load("math500")]
+    cases = []
+    for i, gold in enumerate(golds):
+        cases += [(answer, gold, True) for answer in dict.fromkeys([gold, squeeze_spaces(gold), swap_frac(gold)])]
+        cases.append((wrong_gold(golds, i), gold, False))
+    assert [(p, g, want) for p, g, want in cases if grade("math", p, g, delimited=True) != want] == []
+
+
+def test_a_delimited_answer_is_read_whole_and_free_text_is_searched():
+    assert grade("math", r"\dfrac12", r"\frac{1}{2}", delimited=True)
+    assert grade("math", "0.5", r"\frac{1}{2}", delimited=True)
+    assert grade("math", r"$\frac{14}{3}$", r"\frac{14}{3}", delimited=True)
+    # Bare, 3\sqrt{13} is one expression; math-verify's search of free text picks the number 3 out of it.
+    assert grade("math", r"3\sqrt{13}", r"\sqrt{117}", delimited=True)
+    assert not grade("math", r"3\sqrt{13}", r"\sqrt{117}")
+    assert grade("math", "The final answer is 34.", "34")
+    assert extract_answer("math", "  7 \n", delimited=True) == "7"
+    assert extract_answer("math", r"so $x = \boxed{\dfrac{7}{3}}$") == r"\frac{7}{3}"
     assert extract_answer("math", "   ") is None
+
+
+def test_free_text_is_graded_after_its_think_block():
+    after = r"<think>Is it $\boxed{3}$? Recount.</think> So the answer is $\boxed{5}$."
+    assert grade("math", after, "5") and not grade("math", after, "3")
+    # Thinking that never closed has no final answer, whatever it holds.
+    assert not grade("math", r"<think>It is $\boxed{3}$, unless", "3")
+    assert extract_answer("math", r"<think>It is $\boxed{3}$, unless") is None
+    assert extract_answer("mcq", "<think>Answer: A</think>Answer: C") == "C"
+    assert extract_answer("gsm8k", "<think>maybe 12</think>") is None
+    assert extract_answer("gsm8k", "<think>maybe 12") is None
+    # Between answer tags there is no think block to cut.
+    assert extract_answer("synthetic", "<think>x</think>", delimited=True) == "<think>x</think>"
 
 
 # --- last_boxed ----------------------------------------------------------------------------
@@ -168,6 +202,21 @@ def test_last_boxed_balances_braces():
 
 def test_last_boxed_skips_a_truncated_box():
     assert last_boxed(r"\boxed{3} and finally \boxed{\frac{4}{") == "3"
+
+
+def test_last_boxed_takes_the_last_box_to_open_among_complete_ones():
+    assert last_boxed(r"\boxed{\boxed{1} + 2}") == "1"
+    assert last_boxed(r"} \boxed{4} {") == "4"
+    assert last_boxed(r"\boxed {5}") == "5"
+
+
+def test_open_boxes_are_read_in_linear_time():
+    opened = r"\boxed{" * 14000
+    start = time.monotonic()
+    assert last_boxed(opened * 10) is None
+    assert last_boxed(opened + r"\boxed{7}" + opened) == "7"
+    assert extract_answer("mcq", "answer" + " " * 200000) is None
+    assert time.monotonic() - start < 2.0
 
 
 # --- mcq -----------------------------------------------------------------------------------
@@ -249,3 +298,107 @@ def test_synthetic_is_exact_after_stripping():
 def test_unknown_kind_is_named():
     with pytest.raises(ValueError, match="'essay'"):
         grade("essay", "x", "x")
+
+
+# --- any thread, any process, a time limit -------------------------------------------------------------------
+
+# Free text with boxes, which the grader has always read: these test where grading runs, not how it reads.
+ANYWHERE = [
+    (r"so $\boxed{\frac{7}{3}}$", r"\frac{7}{3}", True),
+    (r"so $\boxed{\frac{3}{7}}$", r"\frac{7}{3}", False),
+    (r"$\boxed{x \le 5}$", r"x \le 5", True),
+    (r"$\boxed{2\sqrt{3}}$", r"\sqrt{12}", True),
+]
+
+
+def test_grades_from_worker_threads():
+    with ThreadPoolExecutor(8) as pool:  # more threads than math workers: some wait for a free one
+        verdicts = list(pool.map(lambda case: grade("math", case[0], case[1]), ANYWHERE * 4))
+    assert verdicts == [want for *_, want in ANYWHERE * 4]
+
+
+def test_grades_inside_a_ray_async_actor(local_ray):
+    """As in OpenRLHF's rollout actor: an async method runs on the actor's event-loop thread, not the main one."""
+    @local_ray.remote
+    class Grader:
+        async def grade(self, cases):
+            from longshort.grader import grade
+
+            return [grade("math", prediction, gold) for prediction, gold, _ in cases]
+
+    actor = Grader.remote()
+    try:
+        assert local_ray.get(actor.grade.remote(ANYWHERE), timeout=300) == [want for *_, want in ANYWHERE]
+    finally:
+        local_ray.kill(actor)
+
+
+def test_a_forked_child_grades_with_workers_of_its_own():
+    assert grade("math", r"\boxed{2}", "2")  # the parent now has a worker
+    starts = grading_stats()["worker_starts"]
+    results = multiprocessing.get_context("fork").Queue()
+
+    def child():
+        results.put([grade("math", prediction, gold) for prediction, gold, _ in ANYWHERE])
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    assert results.get(timeout=120) == [want for *_, want in ANYWHERE]
+    process.join(30)
+    assert grade("math", r"\boxed{3}", "3") and grading_stats()["worker_starts"] == starts  # the parent's own
+
+
+@pytest.mark.parametrize("prediction", [
+    "$" + r"\frac{1}{" * 1000 + "2" + "}" * 1000 + "$",  # math-verify spends seconds failing to parse it
+    r"$\boxed{10^{10^{10}}}$",  # sympy would compute the number
+])
+def test_a_pathological_input_ends_at_the_time_limit_as_incorrect_and_counted(prediction, monkeypatch):
+    monkeypatch.setattr(grader, "TIME_LIMIT_S", 1.0)
+    assert grade("math", r"\boxed{5}", "5")  # a ready worker
+    before = grading_stats()["timeouts"]
+    start = time.monotonic()
+    assert not grade("math", prediction, "5")
+    assert time.monotonic() - start < 1.0 + 1.5
+    assert grading_stats()["timeouts"] == before + 1
+    assert grade("math", r"\boxed{5}", "5")  # the killed worker has been replaced
+
+
+def test_open_boxes_grade_in_bounded_time():
+    opened = r"\boxed{" * 14000  # took over two minutes when last_boxed was quadratic
+    for kind, gold in [("math", "5"), ("mcq", "A"), ("gsm8k", "5")]:
+        start = time.monotonic()
+        assert not grade(kind, opened, gold)
+        assert time.monotonic() - start < grader.TIME_LIMIT_S
+
+
+def test_a_worker_killed_while_idle_is_replaced():
+    assert grade("math", r"\boxed{5}", "5")
+    for worker in list(grader._pool.idle):
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+    crashes = grading_stats()["crashes"]
+    assert grade("math", r"\boxed{5}", "5")
+    assert grading_stats()["crashes"] > crashes
+
+
+def test_an_error_in_the_worker_is_raised():
+    with pytest.raises(GradingError, match="unknown request 'transmute'"):
+        grader._ask_math({"op": "transmute"})
+    assert grade("math", r"\boxed{5}", "5")  # the worker goes on
+
+
+# --- gold answers that cannot be graded ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["math", "mcq", "gsm8k", "synthetic"])
+@pytest.mark.parametrize("gold, problem", [("", "empty"), ("  \n", "empty"), (None, "missing"), ("None", "null")])
+def test_a_missing_gold_is_an_error_naming_it(kind, gold, problem):
+    for call in (lambda: grade(kind, "None", gold), lambda: grade(kind, "", gold), lambda: check_gold(kind, gold)):
+        with pytest.raises(ValueError, match=f"gold answer .*{problem}"):
+            call()
+
+
+def test_an_unreadable_gold_is_an_error():
+    with pytest.raises(ValueError, match="cannot read the gold answer 'E'"):
+        grade("mcq", "E", "E")
+    with pytest.raises(ValueError, match="not a number"):
+        check_gold("gsm8k", "#### many")

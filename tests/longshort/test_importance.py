@@ -126,6 +126,12 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def test_a_null_gold_answer_is_refused_not_read_as_none(tmp_path):
+    row = {"id": "t", "problem": "2+2?", "thinking": "4", "answer": None}
+    with pytest.raises(ValueError, match=r"line 1: trace t: no gold answer"):
+        read_scoring_inputs(_write(tmp_path / "traces.jsonl", [row]))
+
+
 def test_score_cli_records_bad_items_and_resumes(tiny_config, tmp_path):
     from longshort.cli import main
 
@@ -146,7 +152,7 @@ def test_score_cli_records_bad_items_and_resumes(tiny_config, tmp_path):
     assert main(args) == 0
     records = {r["id"]: r for r in map(json.loads, open(out))}
     assert set(records) == {"good", "no-gold", "too-long"}
-    assert "cannot read the gold answer" in records["no-gold"]["skipped"]
+    assert "the gold answer is empty" in records["no-gold"]["skipped"]
     statuses = [c["status"] for c in records["too-long"]["chunks"]]
     assert statuses[0] == "scored" and statuses[-1] == "past_context" and len(statuses) == 40
     assert [c["status"] for c in records["good"]["chunks"]] == ["scored", "scored"]

@@ -11,7 +11,7 @@ from longshort.eval.modes import mode_table
 from longshort.memory import POLICIES, render
 from longshort.transcript import Transcript
 
-STOPS = {"answered", "budget", "malformed", "timeout", "error"}
+STOPS = {"answered", "budget", "context", "malformed", "timeout", "error"}
 PAIR_ROUTERS = ("alternate", "handoff", "mc")
 
 

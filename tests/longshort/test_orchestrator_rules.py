@@ -112,3 +112,83 @@ def test_concurrency_bounds_the_transcripts_decoded_together(run, words):
     transcripts, agents = run(SolveConfig(router="long", concurrency=2), long=answer, problems=problems)
     assert sorted(t.problem.id for t in transcripts) == [f"p{i}" for i in range(5)]
     assert agents["long"].calls == [2, 2, 1]
+
+
+def self_folding(segment_budget=12, summary_cap=4, max_rounds=8, policy="fold-append") -> MemoryConfig:
+    return MemoryConfig(policy=policy, folds="self", segment_budget=segment_budget, fold_after=None,
+                        summary_cap=summary_cap, max_rounds=max_rounds, summarizer="short")
+
+
+def test_a_writer_that_closes_its_step_with_a_summary_folds_by_itself(run, words):
+    encode, p = words
+    step, note = encode("1234"), encode("x=7.")
+
+    def writer(request):  # a step, then its summary, in one turn; the third turn answers
+        if request.prompt_ids.count(p.ids["summary_close"]) >= 2:
+            return [p.answer_open_id] + encode("7") + [p.answer_close_id]
+        return step + [p.ids["summary_open"]] + note + [p.ids["summary_close"]]
+
+    (t,), agents = run(SolveConfig(router="long", memory=self_folding()), long=writer)
+    assert [(u.kind, u.agent) for u in t.turns] == [("think", "long"), ("summary", "long")] * 2 + [("answer", "long")]
+    first, summary = t.turns[0], t.turns[1]
+    assert first.token_ids == step and first.closing_ids == [] and first.forced_ids == [p.open_id("long")]
+    assert summary.forced_ids == [] and summary.token_ids == [p.ids["summary_open"]] + note + [p.ids["summary_close"]]
+    assert len(summary.logprobs) == len(summary.token_ids)  # the decision to fold is the writer's own action
+    assert t.stop_reason == "answered" and t.folds == 2 and t.accounting()["self_folds"] == 2
+    # unfolded, the ids are exactly the ones generated; folded, the next step sees the prompt and the summaries
+    request = agents["long"].requests[2]
+    assert list(request.prompt_ids) == t.prompt_ids + summary.ids + t.turns[3].ids + [p.open_id("long")]
+    assert t.memory == "fold-append"
+
+
+def test_a_summary_past_its_cap_is_cut_and_closed_and_a_writer_that_never_folds_meets_the_hard_cap(run, words):
+    encode, p = words
+    opener, close = p.ids["summary_open"], p.ids["summary_close"]
+
+    def rambling(request):  # a short step, then a summary that never ends
+        return encode("12") + [opener] + encode("9" * 40)
+
+    (t,), _ = run(SolveConfig(router="long", max_turns=2, memory=self_folding(summary_cap=4)), long=rambling)
+    summary = t.turns[1]
+    assert summary.kind == "summary" and summary.token_ids[0] == opener and len(summary.token_ids) == 5
+    assert summary.closing_ids == [close]
+
+    def never(request):  # thinks on and on: each turn is cut at the room left in the segment
+        if request.prompt_ids[-1] == opener:
+            return encode("x=7") + [close]
+        return encode("1" * 30)
+
+    memory = self_folding(segment_budget=10, max_rounds=2)
+    (t,), _ = run(SolveConfig(router="long", chunk_tokens=6, memory=memory), long=never)
+    thinks = [len(u.token_ids) for u in t.turns if u.kind == "think"]
+    assert thinks == [6, 4, 6, 4, 6, 4] and t.stop_reason == "budget"  # two forced folds, then the round limit
+    assert [u.forced_ids for u in t.turns if u.kind == "summary"] == [[opener], [opener]]
+    assert t.accounting()["self_folds"] == 0 and t.folds == 2
+
+
+def test_a_writer_that_folds_every_turn_is_stopped_by_the_round_limit(run, words):
+    encode, p = words
+
+    def eager(request):
+        return encode("1") + [p.ids["summary_open"]] + encode("x") + [p.ids["summary_close"]]
+
+    (t,), _ = run(SolveConfig(router="long", memory=self_folding(max_rounds=3)), long=eager)
+    assert t.folds == 3 and t.stop_reason == "budget" and t.turns[-1].kind == "think"
+
+
+def test_unfold_with_summaries_writes_them_and_keeps_everything_in_context(run, words):
+    encode, p = words
+
+    def writer(request):
+        return encode("12") + [p.ids["summary_open"]] + encode("x") + [p.ids["summary_close"]]
+
+    (t,), agents = run(SolveConfig(router="long", max_turns=4, memory=self_folding(policy="unfold-summaries")),
+                       long=writer)
+    assert t.folds == 2 and len(agents["long"].requests) == 2  # each turn wrote a step and its summary
+    second = agents["long"].requests[1]
+    assert list(second.prompt_ids) == t.prompt_ids + t.turns[0].ids + t.turns[1].ids + [p.open_id("long")]
+
+
+def test_folds_self_refuses_a_forced_fold_point():
+    with pytest.raises(ValueError, match="set fold_after: null"):
+        MemoryConfig(policy="fold-append", folds="self", fold_after=8)

@@ -44,7 +44,8 @@ def test_single_agent_routers():
 
 
 def test_unknown_names_are_refused_when_the_config_loads(tmp_path):
-    assert {"long", "short", "alternate", "handoff", "mc"} <= set(ROUTERS)
+    assert {"long", "short", "alternate", "handoff", "mc", "mc-oracle", "learned"} <= set(ROUTERS)
+    assert [name for name, cls in ROUTERS.items() if cls.reads_answer_key] == ["mc-oracle"]
     with pytest.raises(ValueError, match="unknown router 'nope'; known: "):
         make_router("nope", Tags())
     with pytest.raises(ValueError, match="unknown router 'nope'"):

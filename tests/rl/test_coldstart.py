@@ -96,14 +96,17 @@ def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted
 
 def test_a_folder_of_another_run_is_refused_unless_overwritten(tiny_config, tmp_path):
     from longshort.rl.coldstart import prepare
-    from longshort.rl.runs import RunFolderError
+    from longshort.runs import RunError
 
-    prepare(tmp_path, tiny_config, overwrite=False)
-    prepare(tmp_path, tiny_config, overwrite=False)  # the same run resumes
+    with prepare(tmp_path, tiny_config, overwrite=False):
+        (tmp_path / "scored.jsonl").write_text("{}\n")  # a result of the run
+    with prepare(tmp_path, tiny_config, overwrite=False):  # the same run resumes
+        assert (tmp_path / "scored.jsonl").exists()
     other = tiny_config.model_copy(update={"coldstart": tiny_config.coldstart.model_copy(update={"threshold": 0.3})})
-    with pytest.raises(RunFolderError, match="--overwrite"):
+    with pytest.raises(RunError, match=r"\(coldstart.threshold: 0.0 -> 0.3\): pass --overwrite to replace it"):
         prepare(tmp_path, other, overwrite=False)
-    prepare(tmp_path, other, overwrite=True)
+    with prepare(tmp_path, other, overwrite=True):
+        assert not (tmp_path / "scored.jsonl").exists()
 
 
 def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized, tmp_path):
@@ -135,6 +138,62 @@ def test_sft_killed_mid_run_resumes_to_the_same_weights(tiny_config, synthesized
     assert len(losses) == 12
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+class Planted:
+    """A pickle that, when unpickled, writes a file: the attack a training state planted in a run folder makes."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_pickle_in_a_run_folder_is_refused_and_never_run(tmp_path):
+    import torch
+
+    from longshort.rl.samples import Sample
+    from longshort.rl.sft import load_state, train_sft
+
+    marker = tmp_path / "pwned"
+    for name in ("checkpoints/long/train_state.pt", "checkpoint/state.pt"):  # cold-start SFT's and RL's states
+        planted = tmp_path / name
+        planted.parent.mkdir(parents=True)
+        torch.save({"steps": 1, "rng": Planted(marker)}, planted)
+        with pytest.raises(ValueError, match=f"{planted} is not a training state longshort wrote"):
+            load_state(planted)
+        assert not marker.exists()
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="train_state.pt is not a training state longshort wrote"):
+        train_sft(model, [Sample([1, 2], [0, 1])], steps=2, batch_size=1, learning_rate=1e-3, pad_id=0,
+                  checkpoint_dir=tmp_path / "checkpoints" / "long")
+    assert not marker.exists()
+
+
+def test_a_saved_training_state_round_trips_without_pickled_code(tmp_path):
+    import random
+
+    import torch
+
+    from longshort.rl.sft import load_state, save_atomically
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    schedule.step()
+    rng = random.Random(5)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "rng": rng.getstate(), "losses": [0.5], "steps": 3, "samples": 4}
+    save_atomically(state, tmp_path / "train_state.pt")
+    loaded = load_state(tmp_path / "train_state.pt")
+    again = random.Random()
+    again.setstate(loaded["rng"])
+    assert again.random() == rng.random()
+    optimizer.load_state_dict(loaded["optimizer"])
+    assert torch.equal(optimizer.state_dict()["state"][0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"])
 
 
 def test_raw_r1_text_is_cut_at_the_end_of_thinking_and_its_boxed_answer_kept(tmp_path):

