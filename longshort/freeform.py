@@ -27,8 +27,9 @@ class FreeForm:
         self.name, self.agent, self.tokenizer, self.chat = name, agent, tokenizer, chat
         self.max_tokens, self.sampling, self.concurrency, self.role = max_tokens, sampling, concurrency, role
         self.max_context = agent.info()["max_context"]
-        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0, "prefill_tokens": 0,
-                      "naive_prefill_tokens": 0}
+        # the orchestrator's counters; a free-form model has no router, so its router calls and tokens stay 0
+        self.stats = {"backend_s": 0.0, "wall_s": 0.0, "rounds": 0, "requests": 0, "router_requests": 0,
+                      "router_tokens": 0, "prefill_tokens": 0, "naive_prefill_tokens": 0}
 
     @property
     def router(self) -> str:
