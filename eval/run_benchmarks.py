@@ -194,10 +194,14 @@ def before_after(before, after, limit: int, out: Path, pair_modes: list[str], lo
     from longshort.eval.report import markdown_table
 
     baselines = mode_table(before, "free") if before.baselines else {}
-    rows = {"before": _heldout(before, limit, out / "before", mode_table(before, stage_modes(before, pair_modes))
-                               | baselines)}
+
+    def table(config) -> dict:
+        modes = stage_modes(config, pair_modes)  # empty when the baselines are the agents' own base models
+        return (mode_table(config, modes) if modes else {}) | baselines
+
+    rows = {"before": _heldout(before, limit, out / "before", table(before))}
     _carry(out / "before", out / "after", heldout_benchmark(before), baselines)
-    rows["after"] = _heldout(after, limit, out / "after", mode_table(after, stage_modes(after, pair_modes)) | baselines)
+    rows["after"] = _heldout(after, limit, out / "after", table(after))
     for stage, found in rows.items():
         log(f"{stage}:\n" + markdown_table({"results": {heldout_benchmark(before): found}}))
     return rows
