@@ -122,7 +122,11 @@ def problems(config: Config, raw: dict, traces: str | None = None) -> list[str]:
     if turns > solve.max_turns:
         found.append(f"solve.max_turns ({solve.max_turns}) cannot hold a cold-start transcript: {thoughts} thoughts "
                      f"({how}), a hand-back between long ones and {memory.max_rounds} summaries make {turns} turns")
-    if cold.segment_tokens != memory.fold_at:
+    if memory.folds == "self":  # the writer folds where its steps end, which the data must place before the cap
+        if cold.segment_tokens > memory.segment_budget:
+            found.append(f"coldstart.segment_tokens ({cold.segment_tokens}) exceeds solve.memory.segment_budget "
+                         f"({memory.segment_budget}): self-opened summaries in the data would come after the hard cap")
+    elif cold.segment_tokens != memory.fold_at:
         found.append(f"coldstart.segment_tokens ({cold.segment_tokens}) differs from where inference folds "
                      f"(solve.memory.fold_after, else segment_budget: {memory.fold_at})")
     if cold.summary_tokens > memory.summary_cap:

@@ -75,3 +75,16 @@ def test_turns_are_counted_on_the_traces_when_given(tmp_path, shared_file, smoll
     traces = str(shared_file("traces/limo_r1_distill_qwen32b.jsonl"))
     assert main(["plan", "--config", path, "--traces", traces]) == 2
     assert f"thoughts (the most in 200 traces of {traces})" in capsys.readouterr().err
+
+
+def test_self_folds_need_the_data_to_close_steps_before_the_hard_cap(tiny_config, tmp_path, capsys):
+    """With folds: self the writer folds where its steps end, so the data's segments may be shorter than the hard
+    cap (configs/tiny-self-folds.yaml), never longer."""
+    world = {"long__path": tiny_config.long.path, "short__path": tiny_config.short.path,
+             "tiny__out_dir": tiny_config.tiny.out_dir}  # the built world, whose traces the plan counts turns on
+    fits = edited(tmp_path, "tiny-self-folds.yaml", coldstart__segment_tokens=56, **world)
+    assert main(["plan", "--config", fits]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    past = edited(tmp_path, "tiny-self-folds.yaml", coldstart__segment_tokens=57, **world)
+    assert main(["plan", "--config", past]) == 2
+    assert "coldstart.segment_tokens (57) exceeds solve.memory.segment_budget (56)" in capsys.readouterr().err
