@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,10 +38,17 @@ def test_a_trained_router_solves_without_the_answer_key_and_a_wrong_one_is_refus
     for mode in ("mc", "learned"):
         gold, poisoned = (sorted((json.loads(line) for line in (tmp_path / name / f"{mode}.jsonl").read_text()
                                   .splitlines()), key=lambda t: t["problem"]["id"]) for name in ("gold", "poisoned"))
-        assert [t["turns"] for t in gold] == [t["turns"] for t in poisoned] and len(gold) == 3
+        assert [written(t) for t in gold] == [written(t) for t in poisoned] and len(gold) == 3
+        for g, p in zip(gold, poisoned):  # the same tokens; their log-probs up to float noise between batches
+            assert [u["logprobs"] for u in g["turns"]] == [pytest.approx(u["logprobs"], abs=1e-4) for u in p["turns"]]
         assert all(t["router"] == mode for t in gold)
 
     (router / "router.json").write_text(json.dumps(record | {"fingerprint": "0" * 16}))
     refused = longshort("solve", "--config", config, "--no-ray", "--router", "learned", "x=3.\nop1: +4.\nFind x modulo m=10.")
     assert refused.returncode == 2
     assert f"{router / 'router.json'}: trained for another tokenizer or protocol" in refused.stderr
+
+
+def written(transcript: dict) -> list[dict]:
+    """A transcript's turns but their log-probs: who wrote what, and why each turn stopped."""
+    return [{key: value for key, value in turn.items() if key != "logprobs"} for turn in transcript["turns"]]
