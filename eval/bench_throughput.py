@@ -338,20 +338,20 @@ def decode_grid(args) -> dict:
             cell = {"batch": batch, "context": context, "floor_ms": round(floor_ms, 3)}
             for decode, backend in backends.items():
                 def timed(new: int) -> float:
-                    """The fastest of 5 runs: the least disturbed by whatever else the machine is doing (one
-                    run each made the difference below negative on a busy 2-core machine)."""
                     requests = [GenerationRequest(p, new, (), temperature=1.0, seed=i, logprobs=False)
                                 for i, p in enumerate(prompts)]
-                    best = math.inf
-                    for _ in range(5):
-                        began = time.perf_counter()
-                        backend.generate(requests)
-                        best = min(best, time.perf_counter() - began)
-                    return best
+                    began = time.perf_counter()
+                    backend.generate(requests)
+                    return time.perf_counter() - began
+
+                def fastest(new: int) -> float:
+                    """The fastest of 5 runs: the least disturbed by whatever else the machine is doing (one
+                    run each made the difference below negative on a busy 2-core machine)."""
+                    return min(timed(new) for _ in range(5))
 
                 try:
                     timed(1 + args.steps)  # warm-up, and the capture of this shape's step for static decode
-                    step_ms = (timed(1 + args.steps) - timed(1)) / args.steps * 1000
+                    step_ms = (fastest(1 + args.steps) - fastest(1)) / args.steps * 1000
                     if step_ms <= 0:
                         raise RuntimeError(f"batch {batch}, context {context}, {decode}: {args.steps} decode steps "
                                            "took no measurable time beside the prefill; raise --steps")
