@@ -44,10 +44,11 @@ def mode_of(transcript) -> str:
     return mode_name(transcript.router, transcript.memory)
 
 
-def mode_fields(mode: str, spec: SolveConfig | FreeMode) -> dict:
-    """What summary.json records of a mode."""
-    memory = "unfold" if isinstance(spec, FreeMode) else spec.memory.policy
-    return {"router": spec.router, "memory": memory, "reads_answer_key": reads_answer_key(mode)}
+def mode_fields(mode: str) -> dict:
+    """What summary.json records of a mode, read back from its name (``mode_name``'s inverse: a name without a
+    policy is unfolded)."""
+    router, _, memory = mode.partition("/")
+    return {"router": router, "memory": memory or "unfold", "reads_answer_key": reads_answer_key(mode)}
 
 
 def reads_answer_key(mode: str) -> bool:

@@ -131,7 +131,7 @@ def write_summary(out: Path, config, command: dict, table, transcripts: dict, ti
         "config": config.model_dump(),
         "versions": versions(),
         "command": command,
-        "modes": {mode: mode_fields(mode, spec) for mode, spec in table.items()},
+        "modes": {mode: mode_fields(mode) for mode in table},
         "results": results,
         "grading": grading_stats(),
     }
@@ -257,7 +257,7 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
     """summary.json and the reports of transcripts files (``longshort solve --output``, or any run's), grouped by
     the benchmark each problem came from and the mode each transcript records."""
     from longshort.eval.metrics import mode_metrics
-    from longshort.eval.modes import mode_of, reads_answer_key
+    from longshort.eval.modes import mode_fields, mode_of
     from longshort.eval.report import write_reports
     from longshort.grader import grading_stats
     from longshort.jsonl import read_rows
@@ -275,14 +275,13 @@ def report_from_transcripts(config, inputs: list[str], out: Path) -> dict:
             transcripts.setdefault(t.problem.source, {}).setdefault(mode_of(t), []).append(t)
     if not transcripts:
         raise ValueError(f"no transcripts in {', '.join(inputs)}")
-    modes = {mode: found[0] for by_mode in transcripts.values() for mode, found in by_mode.items()}
+    modes = dict.fromkeys(mode for by_mode in transcripts.values() for mode in by_mode)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "config": config.model_dump(),
         "versions": versions(),
         "command": {"report": inputs},
-        "modes": {mode: {"router": t.router, "memory": t.memory, "reads_answer_key": reads_answer_key(mode)}
-                  for mode, t in modes.items()},
+        "modes": {mode: mode_fields(mode) for mode in modes},
         "results": {source: {mode: mode_metrics(found, config.eval.pass_k, {}) for mode, found in by_mode.items()}
                     for source, by_mode in transcripts.items()},
         "grading": grading_stats(),

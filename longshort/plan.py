@@ -4,9 +4,9 @@ Printed: each model (path, format, backend, GPUs, context), every budget (turns,
 worst-case context of each memory policy), the scoring, chunking, cold-start and RL settings, each stage's command
 and the GPU layout. Refused, each problem on a line of its own: a cold-start transcript that ``solve.max_turns``
 cannot hold (its thoughts counted on the traces when given, else bounded), a fold that cannot fit the model's
-context,
-cold-start fold data that folds elsewhere than inference does, a key the config sets that has no effect under its
-other settings (a dead key), and the OpenRLHF backend's own batch and colocation rules.
+context, cold-start fold data that folds elsewhere than inference does (or, with self-opened folds, past the hard
+cap), a key the config sets that has no effect under its other settings (a dead key), and the OpenRLHF backend's
+own batch and colocation rules.
 
 The context figures need each model's context length: ``max_context`` when the config sets it, else the model's
 ``max_position_embeddings`` read from its folder's config.json (a hub name that is not on disk is reported as

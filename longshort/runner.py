@@ -115,8 +115,8 @@ def solve_settings(config: Config, routers) -> dict:
     the protocol, and the scoring section when one of ``routers`` is an ``mc`` router, which looks ahead with it."""
     from longshort.runs import model_settings
 
-    baselines = [r.split(":", 1)[1] for r in routers if r.startswith("free:") and r.split(":", 1)[1] in config.baselines]
-    settings = {"models": model_settings(config, ("long", "short", *sorted(set(baselines)))),
+    baselines = sorted({r.removeprefix("free:") for r in routers if r.startswith("free:")} & set(config.baselines))
+    settings = {"models": model_settings(config, ("long", "short", *baselines)),
                 "sampling": config.sampling.model_dump(), "solve": config.solve.model_dump(exclude={"concurrency"}),
                 "protocol": config.protocol.model_dump()}
     if any(router.startswith("mc") for router in routers):
