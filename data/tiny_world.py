@@ -48,6 +48,23 @@ def stamp_of(tiny: TinyWorldConfig, protocol: ProtocolConfig) -> dict:
     return {"hash": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16], "spec": spec}
 
 
+def seed_world(config: Config, seed: int) -> Config:
+    """``config`` on the world of another seed, built beside the configured one (``OUT_DIR-seedN``); agents that
+    are the configured world's models move with it."""
+    from longshort.config import override
+
+    if config.tiny is None:
+        raise ValueError(f"{config.source}: no 'tiny' section, so there is no tiny world to build")
+    out = Path(config.tiny.out_dir)
+    world = out.with_name(f"{out.name}-seed{seed}")
+    changes: dict[str, object] = {"tiny.seed --seeds": seed, "tiny.out_dir": str(world)}
+    for agent in ("long", "short"):
+        path = Path(config.model(agent).path)
+        if path.parent == out:
+            changes[f"{agent}.path"] = str(world / path.name)
+    return override(config, changes)
+
+
 def is_built(tiny: TinyWorldConfig, protocol: ProtocolConfig) -> bool:
     stamp = Path(tiny.out_dir) / "stamp.json"
     return stamp.exists() and json.loads(stamp.read_text())["hash"] == stamp_of(tiny, protocol)["hash"]

@@ -160,6 +160,23 @@ def heldout_results(config, limit: int, out: Path, modes: str) -> dict:
     return rows
 
 
+def seed_table(rows: dict[int, dict]) -> str:
+    """Each seed's held-out accuracy per mode (rows from ``heldout_results``), then their mean and range."""
+    import statistics
+
+    modes = list(next(iter(rows.values())))
+    lines = ["| seed | " + " | ".join(f"{m} pass@1 | {m} tokens" for m in modes) + " |",
+             "|---|" + "---:|---:|" * len(modes)]
+    for seed, by_mode in rows.items():
+        lines.append(f"| {seed} | " + " | ".join(f"{by_mode[m]['pass@1']:.1%} | {by_mode[m]['tokens']:.1f}"
+                                                for m in modes) + " |")
+    for name, reduce in (("mean", statistics.fmean), ("range", lambda v: max(v) - min(v))):
+        cells = [f"{reduce([r[m]['pass@1'] for r in rows.values()]):.1%} | "
+                 f"{reduce([r[m]['tokens'] for r in rows.values()]):.1f}" for m in modes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _heldout(config, limit: int, out: Path, table) -> dict:
     """Mode -> metrics row of ``table``'s modes on the first ``limit`` held-out problems, into ``out``."""
     from longshort.data.benchmarks import load_benchmark

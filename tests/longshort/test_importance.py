@@ -10,6 +10,7 @@ import pytest
 
 from longshort.chunking import Chunk
 from longshort.config import ScoringConfig
+from longshort.eval.importance_labels import interval, scores_by_label, table
 from longshort.importance import read_scoring_inputs, score_chunks, score_file
 from longshort.rollouts import Estimate, hoeffding
 
@@ -78,30 +79,15 @@ def labelled(tiny_config):
     return path, {row["id"]: [c["label"] for c in row["chunks"]] for row in rows}
 
 
-def _by_label(records, labels):
-    scores: dict[str, list[float]] = {}
-    for record in records:
-        texts = [c["text"].strip() for c in record["chunks"]]
-        assert len(texts) == len(labels[record["id"]]), "one thought per generated paragraph"
-        for chunk, label in zip(record["chunks"], labels[record["id"]]):
-            scores.setdefault(label, []).append(chunk["score"])
-    return scores
-
-
 def test_computation_steps_matter_more_than_checks_and_detours(tiny_config, hosted, labelled, tmp_path):
     path, labels = labelled
     inputs = read_scoring_inputs(path, default_kind="synthetic")[: len(labels)]
     stats = score_file(tiny_config, hosted, inputs, tmp_path / "scored.jsonl")
     records = [json.loads(line) for line in open(tmp_path / "scored.jsonl")]
     assert [r["id"] for r in records] == [i.problem.id for i in inputs]
-    scores = _by_label(records, labels)
-
-    def interval(values):
-        mean = statistics.fmean(values)
-        half = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
-        return mean - half, mean, mean + half
-
-    summary = {label: interval(values) for label, values in scores.items() if len(values) > 1}
+    scores = scores_by_label(records, labels)
+    summary = {label: interval([c["score"] for c in chunks]) for label, chunks in scores.items() if len(chunks) > 1}
+    print(table(scores))
     print({label: [round(x, 3) for x in v] for label, v in summary.items()})
     for unimportant in ("check", "detour"):
         assert summary["step"][0] > summary[unimportant][2], summary

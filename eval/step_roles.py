@@ -1,0 +1,78 @@
+"""Where a tiny long model fails: teacher-forced accuracy on each token of the steps of held-out long traces.
+
+    python eval/step_roles.py [--config configs/tiny.yaml] [--limit 150]
+
+A long step is ``opK: OPB. A OP B=R.``: its label (which line comes next), the operation and operand copied from
+the question's line ``opK:``, the value carried from the previous step, and the result, a lookup in the table of
+``A OP B`` modulo m. Each role's accuracy is the share of held-out steps whose token the model ranks first given the
+true trace before it, so a model that copies but has not learnt the table shows it at ``result``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROLES = ("label", "op", "operand", "dot", "space", "value", "op again", "operand again", "equals", "result", "end")
+
+
+def step_marks(transcript, chunks) -> tuple[list[int], list[tuple[int, str]]]:
+    """The transcript's ids, and (position, role) for each token of each of its steps."""
+    ids, marks = list(transcript.prompt_ids), []
+    for turn, chunk in zip(transcript.turns, chunks):
+        if chunk.label == "step":  # one token per role: labels are one token, digits are split
+            start = len(ids) + len(turn.forced_ids)
+            marks += [(start + k, role) for k, role in enumerate(ROLES)]
+        ids += turn.ids
+    return ids, marks
+
+
+def held_out_steps(config, tokenizer, limit: int):
+    """(ids, marks) of each of the first ``limit`` held-out long traces, as the tiny world's transcripts hold them."""
+    from longshort.data.synthetic import Paragraph, SyntheticProblem
+    from longshort.data.tiny_world import as_problem, chunk_transcript
+    from longshort.protocol import Protocol
+
+    out = Path(config.tiny.out_dir)
+    protocol = Protocol.from_tokenizer(config.protocol, tokenizer, config.long.path)
+    problems = [json.loads(line) for line in open(out / "heldout.jsonl")][:limit]
+    traces = [json.loads(line) for line in open(out / "heldout_traces.jsonl")][:limit]
+    for index, (row, trace) in enumerate(zip(problems, traces)):
+        meta = row["meta"]
+        synthetic = SyntheticProblem(meta["start"], tuple(tuple(op) for op in meta["ops"]), meta["modulus"])
+        chunks = [Paragraph(**c) for c in trace["chunks"]]
+        yield step_marks(chunk_transcript(as_problem(synthetic, index), synthetic, chunks, tokenizer, protocol), chunks)
+
+
+def role_accuracy(config, limit: int) -> dict[str, float]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.long.path)
+    model = AutoModelForCausalLM.from_pretrained(config.long.path).eval()
+    hits = {role: [0, 0] for role in ROLES}
+    for ids, marks in held_out_steps(config, tokenizer, limit):
+        with torch.no_grad():
+            predicted = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+        for position, role in marks:
+            hits[role][0] += predicted[position - 1] == ids[position]
+            hits[role][1] += 1
+    return {role: right / total for role, (right, total) in hits.items() if total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from longshort.config import load_config
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/tiny.yaml", help="its tiny world and long model")
+    parser.add_argument("--limit", type=int, default=150, help="held-out traces")
+    args = parser.parse_args(argv)
+    accuracy = role_accuracy(load_config(args.config), args.limit)
+    print("| role | " + " | ".join(accuracy) + " |\n|---|" + "---:|" * len(accuracy))
+    print("| teacher-forced accuracy | " + " | ".join(f"{a:.1%}" for a in accuracy.values()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
