@@ -170,8 +170,8 @@ def seed_table(rows: dict[int, dict]) -> str:
     for seed, by_mode in rows.items():
         lines.append(f"| {seed} | " + " | ".join(f"{by_mode[m]['pass@1']:.1%} | {by_mode[m]['tokens']:.1f}"
                                                 for m in modes) + " |")
-    for name, reduce in (("mean", statistics.fmean), ("range", lambda v: max(v) - min(v))):
-        cells = [f"{reduce([r[m]['pass@1'] for r in rows.values()]):.1%} | "
+    for name, reduce, unit in (("mean", statistics.fmean, "%"), ("range", lambda v: max(v) - min(v), " pts")):
+        cells = [f"{100 * reduce([r[m]['pass@1'] for r in rows.values()]):.1f}{unit} | "
                  f"{reduce([r[m]['tokens'] for r in rows.values()]):.1f}" for m in modes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
