@@ -14,21 +14,21 @@ def _tiny(args) -> int:
     from longshort.data.tiny_world import build, seed_world, stamp_of
     from longshort.eval.run_benchmarks import heldout_results, seed_table
 
+    def evaluate(config):  # each model alone, through the orchestrator
+        out = Path("runs/tiny-eval") / stamp_of(config.tiny, config.protocol)["hash"]
+        return heldout_results(config, args.limit, out, "long,short")
+
     config = load_config(args.config)
     if args.seeds:  # one world per seed beside the configured one, then the spread of each model's accuracy
-        rows = {}
-        for seed in args.seeds:
-            world = seed_world(config, seed)
+        worlds = {seed: seed_world(config, seed) for seed in args.seeds}
+        for world in worlds.values():
             build(world, force=args.force)
-            rows[seed] = heldout_results(world, args.limit, Path("runs/tiny-eval") / stamp_of(world.tiny, world.protocol)["hash"],
-                                         "long,short")
-        print(seed_table(rows))
+        print(seed_table({seed: evaluate(world) for seed, world in worlds.items()}))
         return 0
     if not args.eval_only:
         build(config, force=args.force)
-    if args.eval or args.eval_only:  # each model alone, through the orchestrator
-        out = Path("runs/tiny-eval") / stamp_of(config.tiny, config.protocol)["hash"]
-        heldout_results(config, args.limit, out, "long,short")
+    if args.eval or args.eval_only:
+        evaluate(config)
     return 0
 
 

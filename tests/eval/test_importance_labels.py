@@ -33,5 +33,5 @@ def test_the_command_prints_labels_highest_mean_first(tmp_path, capsys):
     scored = tmp_path / "scored.jsonl"
     scored.write_text(json.dumps({"id": "a", "chunks": [_chunk(0.0), _chunk(0.5), _chunk(0.25)]}))
     assert main(["--traces", str(traces), "--scored", str(scored)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| step") or line.startswith("| check")]
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| step", "| check"))]
     assert rows[0].startswith("| step | 2 | 0.375") and rows[1].startswith("| check | 1 | 0.000")
