@@ -49,19 +49,30 @@ def stamp_of(tiny: TinyWorldConfig, protocol: ProtocolConfig) -> dict:
 
 
 def seed_world(config: Config, seed: int) -> Config:
-    """``config`` on the world of another seed, built beside the configured one (``OUT_DIR-seedN``); agents that
-    are the configured world's models move with it."""
-    from longshort.config import override
+    """``config`` on the world of another seed: the world and the cold-start and RL run folders move to siblings
+    named ``-seedN`` (``artifacts/tiny-seed1``, ``runs/coldstart-seed1``), and every path of the config inside them
+    moves along, so each seed's runs start from its own models. The configured seed keeps the configured folders."""
+    from longshort.config import PATH_KEYS, override
 
     if config.tiny is None:
         raise ValueError(f"{config.source}: no 'tiny' section, so there is no tiny world to build")
-    out = Path(config.tiny.out_dir)
-    world = out.with_name(f"{out.name}-seed{seed}")
-    changes: dict[str, object] = {"tiny.seed --seeds": seed, "tiny.out_dir": str(world)}
-    for agent in ("long", "short"):
-        path = Path(config.model(agent).path)
-        if path.parent == out:
-            changes[f"{agent}.path"] = str(world / path.name)
+    if seed == config.tiny.seed:
+        return config
+    folders = [Path(config.tiny.out_dir), Path(config.coldstart.out_dir), Path(config.rl.out_dir)]
+    changes: dict[str, object] = {"tiny.seed --seeds": seed}
+    for *sections, key in PATH_KEYS:
+        if "*" in sections:  # the free-form baselines: models of their own, never a world's or a run's
+            continue
+        part = config
+        for section in sections:
+            part = getattr(part, section)
+        value = getattr(part, key)
+        for folder in folders if value is not None else ():
+            path = Path(value)
+            if path == folder or folder in path.parents:
+                changes[".".join([*sections, key])] = str(folder.with_name(f"{folder.name}-seed{seed}")
+                                                          / path.relative_to(folder))
+                break
     return override(config, changes)
 
 
@@ -197,8 +208,11 @@ def build_model(tokenizer, shape: TinyModelConfig, seed: int):
     return Qwen2ForCausalLM(config)
 
 
-def build(config: Config, force: bool = False, log=print) -> Path:
-    """Build the tiny world into ``config.tiny.out_dir`` unless an identical build is already there."""
+def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
+    """Build the tiny world into ``config.tiny.out_dir`` unless an identical build is already there.
+
+    ``probe(model, step, loss)``, if given, is called after each training step of the long model, with the held-out
+    files already written: ``eval/step_roles.py --every`` draws the long model's learning curve with it."""
     tiny, out = config.tiny, Path(config.tiny.out_dir)
     if tiny is None:
         raise ValueError(f"{config.source}: no 'tiny' section, so there is no tiny world to build")
@@ -216,6 +230,17 @@ def build(config: Config, force: bool = False, log=print) -> Path:
     corpus += [summary_text(p, k) for p in train_set[:200] for k in range(len(p.ops) + 1)]
     tokenizer = build_tokenizer(corpus, tiny.vocab_size, config.protocol, tiny.max_ops)
     protocol = Protocol.from_tokenizer(config.protocol, tokenizer, "the tiny tokenizer")
+    for agent in ("long", "short"):
+        tokenizer.save_pretrained(out / agent)
+    with open(out / "heldout.jsonl", "w") as f:
+        for i, p in enumerate(heldout):
+            f.write(json.dumps(as_problem(p, i).to_dict()) + "\n")
+    with open(out / "heldout_traces.jsonl", "w") as f:
+        trace_rng = random.Random(tiny.seed + 2)
+        for i, p in enumerate(heldout):
+            chunks = long_trace(p, trace_rng)
+            f.write(json.dumps({"id": f"synthetic-{i:05d}", "problem": p.question, "thinking": plain_text(chunks),
+                                "answer": p.answer, "chunks": [asdict(c) for c in chunks]}) + "\n")
 
     for agent, shape in (("long", tiny.long_model), ("short", tiny.short_model)):
         transcripts = []
@@ -231,23 +256,15 @@ def build(config: Config, force: bool = False, log=print) -> Path:
         model = build_model(tokenizer, shape, tiny.seed)
         params = sum(t.numel() for t in model.parameters())
         log(f"{agent} model: {params / 1e6:.2f}M parameters, {len(samples)} samples, {shape.steps} steps")
+        on_step = functools.partial(probe, model) if probe and agent == "long" else None
         losses = train_sft(model, samples, steps=shape.steps, batch_size=tiny.batch_size,
-                       learning_rate=tiny.learning_rate, pad_id=tokenizer.pad_token_id, seed=tiny.seed, desc=agent)
+                           learning_rate=tiny.learning_rate, decay_share=tiny.lr_decay_share,
+                           pad_id=tokenizer.pad_token_id, seed=tiny.seed, desc=agent, on_step=on_step)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(out / agent)
-        tokenizer.save_pretrained(out / agent)
         log(f"{agent} model: final loss {sum(losses[-20:]) / 20:.3f}")
 
-    with open(out / "heldout.jsonl", "w") as f:
-        for i, p in enumerate(heldout):
-            f.write(json.dumps(as_problem(p, i).to_dict()) + "\n")
-    with open(out / "heldout_traces.jsonl", "w") as f:
-        trace_rng = random.Random(tiny.seed + 2)
-        for i, p in enumerate(heldout):
-            chunks = long_trace(p, trace_rng)
-            f.write(json.dumps({"id": f"synthetic-{i:05d}", "problem": p.question, "thinking": plain_text(chunks),
-                                "answer": p.answer, "chunks": [asdict(c) for c in chunks]}) + "\n")
     stamp = stamp_of(tiny, config.protocol) | {"seconds": round(time.perf_counter() - start, 1)}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=2))
     log(f"tiny world built in {out} in {stamp['seconds']} s")

@@ -1,6 +1,7 @@
 """Where a tiny long model fails: teacher-forced accuracy on each token of the steps of held-out long traces.
 
-    python eval/step_roles.py [--config configs/tiny.yaml] [--limit 150]
+    python eval/step_roles.py [--config configs/tiny.yaml] [--limit 150] [--seed N]
+    python eval/step_roles.py --every 100 [--out runs/learning-curve]     (the long model's learning curve)
 
 A long step is ``opK: OPB. A OP B=R.``: its label (which line comes next), the operation and operand copied from
 the question's line ``opK:``, the value carried from the previous step, and the result, a lookup in the table of
@@ -46,13 +47,19 @@ def held_out_steps(config, tokenizer, limit: int):
 
 
 def role_accuracy(config, limit: int) -> dict[str, float]:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(config.long.path)
     model = AutoModelForCausalLM.from_pretrained(config.long.path).eval()
+    return accuracy(model, list(held_out_steps(config, tokenizer, limit)))
+
+
+def accuracy(model, steps) -> dict[str, float]:
+    """Per role, the share of ``steps`` (``held_out_steps``) whose token ``model`` ranks first."""
+    import torch
+
     hits = {role: [0, 0] for role in ROLES}
-    for ids, marks in held_out_steps(config, tokenizer, limit):
+    for ids, marks in steps:
         with torch.no_grad():
             predicted = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
         for position, role in marks:
@@ -61,16 +68,60 @@ def role_accuracy(config, limit: int) -> dict[str, float]:
     return {role: right / total for role, (right, total) in hits.items() if total}
 
 
+def learning_curve(config, every: int, limit: int, out: Path, seed: int | None = None, print_row=print) -> list[dict]:
+    """Build ``config``'s tiny world into ``out`` and measure each role's accuracy every ``every`` steps of the long
+    model's training: where a skill is learnt, and whether the schedule lets it finish."""
+    from transformers import AutoTokenizer
+
+    from longshort.config import override
+    from longshort.data.tiny_world import build
+
+    config = override(config, {"tiny.out_dir": str(out), "long.path": str(out / "long"),
+                               "short.path": str(out / "short"), "tiny.seed --seed": seed})
+    rows: list[dict] = []
+    steps: list = []
+
+    def probe(model, step: int, loss: float) -> None:
+        if (step + 1) % every:
+            return
+        if not steps:
+            steps.extend(held_out_steps(config, AutoTokenizer.from_pretrained(config.long.path), limit))
+        model.eval()
+        rows.append({"step": step + 1, "loss": loss} | accuracy(model, steps))
+        model.train()
+        print_row(rows[-1])
+
+    build(config, force=True, log=lambda *_: None, probe=probe)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     from longshort.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/tiny.yaml", help="its tiny world and long model")
     parser.add_argument("--limit", type=int, default=150, help="held-out traces")
+    parser.add_argument("--every", type=int, default=None,
+                        help="build the config's world into --out and measure every EVERY steps of the long model's "
+                             "training (its learning curve) instead of the trained model once")
+    parser.add_argument("--out", default="runs/learning-curve", help="where --every builds its world")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the world of this seed (as `longshort tiny --seeds` builds it), or with --every the "
+                             "seed of the world built")
     args = parser.parse_args(argv)
-    accuracy = role_accuracy(load_config(args.config), args.limit)
-    print("| role | " + " | ".join(accuracy) + " |\n|---|" + "---:|" * len(accuracy))
-    print("| teacher-forced accuracy | " + " | ".join(f"{a:.1%}" for a in accuracy.values()) + " |")
+    config = load_config(args.config)
+    if args.every:
+        print("| step | loss | " + " | ".join(ROLES) + " |\n|---:|---:|" + "---:|" * len(ROLES))
+        learning_curve(config, args.every, args.limit, Path(args.out), args.seed, lambda row: print(
+            f"| {row['step']} | {row['loss']:.3f} | " + " | ".join(f"{row[r]:.1%}" for r in ROLES) + " |", flush=True))
+        return 0
+    if args.seed is not None:
+        from longshort.data.tiny_world import seed_world
+
+        config = seed_world(config, args.seed)
+    shares = role_accuracy(config, args.limit)
+    print("| role | " + " | ".join(shares) + " |\n|---|" + "---:|" * len(shares))
+    print("| teacher-forced accuracy | " + " | ".join(f"{a:.1%}" for a in shares.values()) + " |")
     return 0
 
 

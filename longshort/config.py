@@ -176,11 +176,15 @@ class TinyWorldConfig(Strict):
     max_ops: int = Field(default=4, ge=1)
     modulus: int = Field(default=10, ge=2)
     vocab_size: int = Field(default=384, ge=1)
-    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, steps=800,
-                                                 mlp_ratio=2)
+    long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                                 steps=1800, mlp_ratio=2)
     short_model: TinyModelConfig = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, steps=300)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=3e-3, gt=0)
+    # the rate stays at its peak until the last third of the steps: the long model learns the arithmetic table and
+    # to copy an operand from its line late (500 to 1,500 steps at the peak rate, the seed decides when), and a rate
+    # that decays from the start stalls it halfway there (BENCHMARKS.md, "Tiny world build")
+    lr_decay_share: float = Field(default=0.33, gt=0, le=1)
 
     @model_validator(mode="after")
     def _ops_in_order(self):

@@ -5,6 +5,7 @@ averaged over those tokens in the batch (rl/loss.py).
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 from pathlib import Path
@@ -41,6 +42,15 @@ def load_state(path: Path) -> dict:
     return state
 
 
+def rate_factor(step: int, *, steps: int, warmup: int, decay_share: float) -> float:
+    """The learning rate at ``step`` over its peak: a linear warm-up, the peak, then a cosine to zero over the last
+    ``decay_share`` of the steps (1.0: over all of them). A skill a model acquires suddenly and late (the tiny long
+    model's arithmetic table) is then learnt at the full rate, not while the rate is already falling."""
+    decay = max(1, round(decay_share * steps))
+    into_decay = min(max(step - (steps - decay), 0), decay)
+    return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * into_decay / decay))
+
+
 def train_sft(
     model,
     samples: Sequence[Sample],
@@ -51,6 +61,7 @@ def train_sft(
     pad_id: int,
     seed: int = 0,
     warmup: int = 50,
+    decay_share: float = 1.0,
     device: str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
     desc: str = "train",
@@ -58,6 +69,8 @@ def train_sft(
     checkpoint_every: int = 100,
 ) -> list[float]:
     """AdamW with linear warm-up and cosine decay over ``steps`` random batches; returns the loss per step.
+
+    The learning rate follows ``rate_factor``.
 
     A batch holds samples of similar length (a random run of the samples sorted by length), so little of each step
     is spent on padding. With ``checkpoint_dir``, the whole training state (weights, optimizer, schedule, sampler,
@@ -75,8 +88,7 @@ def train_sft(
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-    )
+        optimizer, functools.partial(rate_factor, steps=steps, warmup=warmup, decay_share=decay_share))
     by_length = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
     batches = [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
     losses: list[float] = []

@@ -17,7 +17,7 @@ SHARED = Path(os.environ.get("LONGSHORT_SHARED", REPO.parent / "shared"))
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 
 
-HEAVY = {"tiny_config", "smollm2_path", "local_ray", "ray_head", "tiny_yaml", "shared_file"}
+HEAVY = {"tiny_config", "small_world", "smollm2_path", "local_ray", "ray_head", "tiny_yaml", "shared_file"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -40,6 +40,24 @@ def tiny_config():
 
     config = load_config(TINY_CONFIG)
     build(config)
+    return config
+
+
+@pytest.fixture
+def small_world():
+    """``small_world(out, seed)``: configs/tiny.yaml's world into ``out``, shrunk to seconds (300 problems, one-layer
+    models, a dozen steps)."""
+    from longshort.config import TinyModelConfig, load_config
+
+    model = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, steps=12)
+
+    def config(out: Path, seed: int):
+        base = load_config(TINY_CONFIG)
+        tiny = base.tiny.model_copy(update={"out_dir": str(out), "seed": seed, "train_problems": 300,
+                                            "heldout_problems": 10, "long_model": model, "short_model": model,
+                                            "batch_size": 8})
+        return base.model_copy(update={"tiny": tiny})
+
     return config
 
 

@@ -8,19 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from longshort.config import TinyModelConfig, load_config
+from longshort.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_MODEL = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, steps=12)
-
-
-def small_world(out: Path, seed: int):
-    """configs/tiny.yaml's world, shrunk to seconds: 300 problems, one-layer models, a dozen steps."""
-    config = load_config(REPO / "configs" / "tiny.yaml")
-    tiny = config.tiny.model_copy(update={"out_dir": str(out), "seed": seed, "train_problems": 300,
-                                          "heldout_problems": 10, "long_model": SMALL_MODEL,
-                                          "short_model": SMALL_MODEL, "batch_size": 8})
-    return config.model_copy(update={"tiny": tiny})
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -30,7 +20,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.heavy
-def test_one_seed_builds_the_same_world_twice_and_another_seed_does_not(tmp_path):
+def test_one_seed_builds_the_same_world_twice_and_another_seed_does_not(tmp_path, small_world):
     from longshort.data.tiny_world import build
 
     first, second, other = (build(small_world(tmp_path / name, seed), log=lambda *_: None)
@@ -44,7 +34,8 @@ def test_one_seed_builds_the_same_world_twice_and_another_seed_does_not(tmp_path
 
 
 @pytest.mark.heavy
-def test_seeds_build_one_world_each_beside_the_configured_one_and_report_the_spread(tmp_path, capsys, monkeypatch):
+def test_seeds_build_one_world_each_beside_the_configured_one_and_report_the_spread(tmp_path, capsys, monkeypatch,
+                                                                                         small_world):
     import yaml
 
     from longshort.cli import main
@@ -64,3 +55,56 @@ def test_seeds_build_one_world_each_beside_the_configured_one_and_report_the_spr
     table = capsys.readouterr().out
     rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
     assert rows[-4:] == ["| 3", "| 4", "| mean", "| range"], table
+
+
+def test_another_seeds_world_moves_the_world_and_the_run_folders_and_every_path_inside_them():
+    from longshort.data.tiny_world import seed_world
+
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    assert seed_world(config, config.tiny.seed) is config
+    other = seed_world(config, 2)
+    world, coldstart, rl = (Path(p) for p in (config.tiny.out_dir, config.coldstart.out_dir, config.rl.out_dir))
+    assert other.tiny.seed == 2 and other.tiny.out_dir == str(world.with_name(world.name + "-seed2"))
+    assert other.long.path == str(world.with_name(world.name + "-seed2") / "long")
+    assert other.short.path == str(world.with_name(world.name + "-seed2") / "short")
+    moved = coldstart.with_name(coldstart.name + "-seed2")
+    assert other.coldstart.out_dir == other.rl.init == other.router_training.agents == str(moved)
+    assert other.solve.router_path == str(moved / "router")
+    assert other.rl.out_dir == str(rl.with_name(rl.name + "-seed2"))
+    assert other.tiny.model_dump(exclude={"seed", "out_dir"}) == config.tiny.model_dump(exclude={"seed", "out_dir"})
+
+
+@pytest.mark.heavy
+def test_coldstart_and_rl_over_seeds_train_each_seed_from_its_own_world_and_report_the_spread(
+        tmp_path, capsys, monkeypatch, small_world):
+    import json
+
+    import yaml
+
+    from longshort.cli import main
+
+    config = small_world(tmp_path / "tiny", 0)
+    data = config.model_dump(mode="json", exclude={"source"})
+    for agent in ("long", "short"):
+        data[agent]["path"] = str(tmp_path / "tiny" / agent)
+    data["coldstart"] |= {"out_dir": str(tmp_path / "coldstart"), "traces": 6, "long_steps": 2, "short_steps": 2,
+                          "batch_size": 4}
+    data["rl"] |= {"out_dir": str(tmp_path / "rl"), "init": str(tmp_path / "coldstart"), "steps": 1,
+                   "problems_per_step": 2, "samples_per_problem": 2, "micro_batch_size": 4}
+    data["solve"] |= {"max_long_tokens": 24, "max_short_tokens": 24, "max_turns": 6}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    for command in ("coldstart", "rl"):
+        assert main([command, "--config", str(path), "--seeds", "3", "4", "--eval-limit", "2"]) == 0
+        tables = capsys.readouterr().out.split("before:\n")[-1].split("after:\n")
+        for table in tables:
+            rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+            assert rows[-4:] == ["| 3", "| 4", "| mean", "| range"], table
+    for seed in (3, 4):
+        world, coldstart = tmp_path / f"tiny-seed{seed}", tmp_path / f"coldstart-seed{seed}"
+        assert f'"seed": {seed}' in (world / "stamp.json").read_text()
+        assert (coldstart / "long" / "model.safetensors").exists()
+        rows = [json.loads(line) for line in open(tmp_path / f"rl-seed{seed}" / "metrics.jsonl")]
+        assert [row["step"] for row in rows] == [1]
+    assert not (tmp_path / "tiny").exists() and not (tmp_path / "coldstart").exists()

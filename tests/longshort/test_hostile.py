@@ -104,6 +104,13 @@ CASES = [
          "argument --eval-limit: must be at least 0, got -1"),
     Case("rl-negative-eval-limit", "rl --config CONFIG --eval-limit -1", "argument --eval-limit: must be at least 0"),
     Case("tiny-zero-limit", "tiny --config CONFIG --limit 0", "argument --limit: must be at least 1, got 0"),
+    Case("coldstart-seeds-with-traces", "coldstart --config CONFIG --seeds 0 1 --traces TMP/t.jsonl",
+         "--seeds trains on each seed's tiny world from its own traces: drop --traces"),
+    Case("coldstart-seeds-without-evaluation", "coldstart --config CONFIG --seeds 0 1 --eval-limit 0",
+         "--seeds compares the seeds' held-out results: give --eval-limit above 0"),
+    Case("rl-seeds-submitted", "rl --config CONFIG --seeds 0 1 --submit http://localhost:8265",
+         "--seeds runs here, one seed after the other: drop --submit"),
+    Case("rl-negative-seed", "rl --config CONFIG --seeds -1", "argument --seeds: must be at least 0, got -1"),
     Case("demo-negative-limit", "demo --config CONFIG --limit -5", "argument --limit: must be at least 1, got -5"),
     # input lines: FILE, line N: reason
     Case("solve-question-is-a-number", "solve --config CONFIG --input TMP/in.jsonl --output TMP/o.jsonl",
