@@ -66,9 +66,10 @@ def seed_world(config: Config, seed: int) -> Config:
         part = config
         for section in sections:
             part = getattr(part, section)
-        value = getattr(part, key)
-        for folder in folders if value is not None else ():
-            path = Path(value)
+        if getattr(part, key) is None:
+            continue
+        path = Path(getattr(part, key))
+        for folder in folders:
             if path == folder or folder in path.parents:
                 changes[".".join([*sections, key])] = str(folder.with_name(f"{folder.name}-seed{seed}")
                                                           / path.relative_to(folder))

@@ -68,9 +68,7 @@ def train_sft(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,
 ) -> list[float]:
-    """AdamW with linear warm-up and cosine decay over ``steps`` random batches; returns the loss per step.
-
-    The learning rate follows ``rate_factor``.
+    """AdamW over ``steps`` random batches, its learning rate scheduled by ``rate_factor``; returns the loss per step.
 
     A batch holds samples of similar length (a random run of the samples sorted by length), so little of each step
     is spent on padding. With ``checkpoint_dir``, the whole training state (weights, optimizer, schedule, sampler,

@@ -45,8 +45,8 @@ def tiny_config():
 
 @pytest.fixture
 def small_world():
-    """``small_world(out, seed)``: configs/tiny.yaml's world into ``out``, shrunk to seconds (300 problems, one-layer
-    models, a dozen steps)."""
+    """``small_world(out, seed)``: configs/tiny.yaml with its world in ``out`` (the agents its models), shrunk to
+    seconds (300 problems, one-layer models, a dozen steps)."""
     from longshort.config import TinyModelConfig, load_config
 
     model = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, steps=12)
@@ -56,7 +56,8 @@ def small_world():
         tiny = base.tiny.model_copy(update={"out_dir": str(out), "seed": seed, "train_problems": 300,
                                             "heldout_problems": 10, "long_model": model, "short_model": model,
                                             "batch_size": 8})
-        return base.model_copy(update={"tiny": tiny})
+        agents = {agent: base.model(agent).model_copy(update={"path": str(out / agent)}) for agent in ("long", "short")}
+        return base.model_copy(update={"tiny": tiny} | agents)
 
     return config
 

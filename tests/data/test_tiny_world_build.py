@@ -41,8 +41,6 @@ def test_seeds_build_one_world_each_beside_the_configured_one_and_report_the_spr
     from longshort.cli import main
 
     config = small_world(tmp_path / "tiny", 0)
-    config = config.model_copy(update={agent: config.model(agent).model_copy(
-        update={"path": str(tmp_path / "tiny" / agent)}) for agent in ("long", "short")})
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude={"source"})))
     monkeypatch.chdir(tmp_path)  # the evaluations' transcripts go under runs/
@@ -85,8 +83,6 @@ def test_coldstart_and_rl_over_seeds_train_each_seed_from_its_own_world_and_repo
 
     config = small_world(tmp_path / "tiny", 0)
     data = config.model_dump(mode="json", exclude={"source"})
-    for agent in ("long", "short"):
-        data[agent]["path"] = str(tmp_path / "tiny" / agent)
     data["coldstart"] |= {"out_dir": str(tmp_path / "coldstart"), "traces": 6, "long_steps": 2, "short_steps": 2,
                           "batch_size": 4}
     data["rl"] |= {"out_dir": str(tmp_path / "rl"), "init": str(tmp_path / "coldstart"), "steps": 1,
