@@ -5,7 +5,8 @@ Transcripts → per-agent SFT samples.
 2. A thought whose score exceeds ``coldstart.threshold`` is the long agent's, the rest the short agent's (kept
    verbatim, or rewritten concisely by the short model, which sees the question and the thoughts before; a
    rewrite cut by its cap, empty, no shorter than its source or dropping a number the next thought uses is
-   rejected and counted). The first thought and any thought past the scoring model's context stay long.
+   rejected and counted; or, for the tiny world's own traces, each run as the plain steps it carries out). The
+   first thought and any thought past the scoring model's context stay long.
 3. The thoughts become one Transcript in the handoff protocol: the long agent writes its thought, the short agent
    carries on and ends its last thought before a long one with the hand-back tag (where two long thoughts follow
    each other, the short agent hands back at once); the last thought carries the gold answer in the answer tags.
@@ -149,6 +150,17 @@ def rewrite(problems: list[Problem], pieces: list[list[tuple[str, str]]], agent,
     return rewritten, counts
 
 
+def steps_only(generated: tuple, trace: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A scored tiny-world trace (``split``'s thoughts) with each of the short agent's runs as its plain steps."""
+    from longshort.data.synthetic import steps_only_rewrite
+
+    synthetic, chunks = generated
+    if [c.text for c in chunks] != [text for _, text in trace]:
+        raise ValueError(f"a trace of {len(trace)} scored thoughts is not its {len(chunks)} generated paragraphs one "
+                         "for one; the steps rewrite needs chunking that keeps one thought per paragraph")
+    return steps_only_rewrite(synthetic, chunks, [agent for agent, _ in trace])
+
+
 def fold_points(pieces: list[tuple[str, list[int]]], segment_tokens: int) -> list[int]:
     """Indexes of the thoughts that close a segment: the first to bring it to ``segment_tokens``."""
     points, spent = [], 0
@@ -216,8 +228,11 @@ def chat_of(config, agent: str, tokenizer):
     return ChatFormat.of(model, tokenizer, agent) if model.format == "text" else None
 
 
-def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
-    """Score, split, rewrite, fold; write transcripts, per-agent samples and a manifest into ``out``."""
+def synthesize(config, hosted, inputs, out: Path, log=print, paragraphs: dict | None = None) -> dict:
+    """Score, split, rewrite, fold; write transcripts, per-agent samples and a manifest into ``out``.
+
+    ``paragraphs`` (problem id -> synthetic problem and its generated chunks) are what the ``steps`` rewrite
+    of tiny-world traces reads."""
     from longshort.grader import grade
     from longshort.importance import score_file
     from longshort.rl.samples import sft_samples
@@ -245,10 +260,14 @@ def synthesize(config, hosted, inputs, out: Path, log=print) -> dict:
         texts.append(split(record, cfg.threshold))
     rewriter, summarizer = chat_of(config, "short", tokenizer), chat_of(config, cfg.summarizer, tokenizer)
     path = lambda chat: "protocol tags" if chat is None else chat.describe()  # noqa: E731
-    log(f"rewrite: {cfg.rewrite} (by short in {path(rewriter)}); summaries by {cfg.summarizer} in {path(summarizer)}")
+    by = {"short": f" (by short in {path(rewriter)})",
+          "steps": " (the plain steps each run of short thoughts carries out)"}
+    log(f"rewrite: {cfg.rewrite}{by.get(cfg.rewrite, '')}; summaries by {cfg.summarizer} in {path(summarizer)}")
     rewrites = {}
     if cfg.rewrite == "short":
         texts, rewrites = rewrite(problems, texts, agents["short"], tokenizer, rewriter, cfg)
+    elif cfg.rewrite == "steps":
+        texts = [steps_only(paragraphs[p.id], trace) for p, trace in zip(problems, texts)]
     pieces = [[(agent, tokenizer.encode(text, add_special_tokens=False)) for agent, text in trace] for trace in texts]
     transcripts = [build_transcript(p, trace, tokenizer, protocol) for p, trace in zip(problems, pieces)]
     rng = random.Random(cfg.seed)

@@ -14,7 +14,13 @@ tokens of its question line, whose label (``op3:``) the tiny tokenizer keeps as 
 finds the line by a one-token match and copies it; and no number follows a space, so with digits split by the
 tokenizer a digit is always the same token.
 
-Labels (step, check, detour, mistake, correction, conclusion) are ground truth for the importance scorer's tests.
+The long style comes in two kinds (``tiny.long_style``): ``plain``, where a check or a detour follows a step now and
+then, and ``overthinking``, where the long model overthinks as R1 does: every step is checked and most checks are
+checked again, hesitation and alternatives come between steps, and the whole chain is redone from the start before
+the conclusion, so that a few key steps carry the answer and most tokens go to thoughts that change nothing.
+
+Labels (step, check, detour, hesitation, mistake, correction, restart, conclusion) are ground truth for the
+importance scorer's tests.
 """
 from __future__ import annotations
 
@@ -28,6 +34,12 @@ DETOURS = (
     "Alternatively, add all ops first? No.",
     "Modulo m keeps the remainder.",
     "Let me go on.",
+)
+HESITATIONS = (
+    "Hmm.",
+    "Okay, next.",
+    "Let me think about this.",
+    "Hmm, let me be careful here.",
 )
 
 
@@ -79,14 +91,18 @@ def _arithmetic(a: int, op: str, b: int, result: int) -> str:
     return f"{a}{op}{b}={result}."
 
 
-def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None) -> list[Paragraph]:
-    """Long-style chunks for ops ``first..last-1`` (all ops by default)."""
+def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None,
+                style: str = "plain") -> list[Paragraph]:
+    """Long-style chunks for ops ``first..last-1`` (all ops by default), plain or overthinking."""
     last = len(problem.ops) if last is None else last
     values, m = problem.values(), problem.modulus
+    overthink = style == "overthinking"
     chunks = []
     for i in range(first, last):
         (op, b), a, result = problem.ops[i], values[i], values[i + 1]
         line, right = _op_line(i + 1, op, b), _arithmetic(a, op, b, result)
+        if overthink and rng.random() < 0.25:
+            chunks.append(Paragraph("long", "hesitation", rng.choice(HESITATIONS), i))
         if rng.random() < 0.15:
             chunks.append(Paragraph("long", "detour", rng.choice(DETOURS), i))
         if rng.random() < 0.1:
@@ -95,9 +111,18 @@ def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, l
             chunks.append(Paragraph("long", "correction", f"Wait, that is wrong: {right}", i + 1))
         else:
             chunks.append(Paragraph("long", "step", f"{line} {right}", i + 1))
-        if rng.random() < 0.3:
+        if overthink or rng.random() < 0.3:
             chunks.append(Paragraph("long", "check", f"Check: {right[:-1]}. Yes.", i + 1))
+        if overthink and rng.random() < 0.7:  # a check of the check
+            chunks.append(Paragraph("long", "check", f"Check again: {right[:-1]}. Yes.", i + 1))
     return chunks
+
+
+def restart(problem: SyntheticProblem) -> Paragraph:
+    """The whole chain redone from the start, as R1 re-solves a problem it has already solved."""
+    values = problem.values()
+    chain = ", ".join(f"{values[i]}{op}{b}={values[i + 1]}" for i, (op, b) in enumerate(problem.ops))
+    return Paragraph("long", "restart", f"Again from the start: {chain}.", len(problem.ops))
 
 
 def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = None) -> list[Paragraph]:
@@ -128,22 +153,25 @@ def summary_text(problem: SyntheticProblem, done: int) -> str:
     return f"After op{done}: x={problem.values()[done]}." if done else f"Start: x={problem.start}."
 
 
-def long_trace(problem: SyntheticProblem, rng: random.Random) -> list[Paragraph]:
-    return long_chunks(problem, rng) + [conclusion(problem, "long")]
+def long_trace(problem: SyntheticProblem, rng: random.Random, style: str = "plain") -> list[Paragraph]:
+    chunks = long_chunks(problem, rng, style=style)
+    if style == "overthinking" and rng.random() < 0.8:
+        chunks.append(restart(problem))
+    return chunks + [conclusion(problem, "long")]
 
 
 def short_trace(problem: SyntheticProblem) -> list[Paragraph]:
     return short_chunks(problem) + [conclusion(problem, "short")]
 
 
-def mixed_trace(problem: SyntheticProblem, rng: random.Random) -> list[Paragraph]:
+def mixed_trace(problem: SyntheticProblem, rng: random.Random, style: str = "plain") -> list[Paragraph]:
     """Runs of ops written alternately in long and short style, as two collaborating agents would."""
     chunks: list[Paragraph] = []
     i, agent = 0, rng.choice(["long", "short"])
     while i < len(problem.ops):
         span = rng.randint(1, 2)
         end = min(i + span, len(problem.ops))
-        chunks += long_chunks(problem, rng, i, end) if agent == "long" else short_chunks(problem, i, end)
+        chunks += long_chunks(problem, rng, i, end, style) if agent == "long" else short_chunks(problem, i, end)
         i, agent = end, "short" if agent == "long" else "long"
     return chunks + [conclusion(problem, agent)]
 
@@ -151,3 +179,34 @@ def mixed_trace(problem: SyntheticProblem, rng: random.Random) -> list[Paragraph
 def plain_text(chunks: list[Paragraph]) -> str:
     """The trace as an R1-style thinking text: one paragraph per chunk."""
     return "\n\n".join(c.text for c in chunks)
+
+
+
+def step_text(problem: SyntheticProblem, index: int) -> str:
+    """Op ``index`` (0-based) as a plain long-style step: its question line, then the arithmetic."""
+    (op, b), values = problem.ops[index], problem.values()
+    return f"{_op_line(index + 1, op, b)} {_arithmetic(values[index], op, b, values[index + 1])}"
+
+
+def steps_only_rewrite(problem: SyntheticProblem, chunks: list[Paragraph], owners: list[str]) -> list[tuple[str, str]]:
+    """A long trace split between the agents (``owners``, one per chunk), each run of the short agent's chunks
+    rewritten as one plain step per operation the run carries out: checks, hesitation, detours, mistakes and
+    restarts carry none out and vanish. The tiny short model cannot follow a rewrite prompt, so this stands in for
+    it when cold-start data is synthesized from tiny-world traces."""
+    if len(owners) != len(chunks):
+        raise ValueError(f"{len(owners)} owners for {len(chunks)} chunks")
+    pieces: list[tuple[str, str]] = []
+    done, k = 0, 0
+    while k < len(chunks):
+        if owners[k] == "long":
+            pieces.append(("long", chunks[k].text))
+            done, k = chunks[k].done, k + 1
+            continue
+        end = k
+        while end < len(chunks) and owners[end] == "short":
+            end += 1
+        pieces += [("short", step_text(problem, i)) for i in range(done, chunks[end - 1].done)]
+        if end == len(chunks):  # the run ends the trace: its conclusion stays
+            pieces.append(("short", chunks[-1].text))
+        done, k = chunks[end - 1].done, end
+    return pieces

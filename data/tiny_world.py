@@ -225,7 +225,8 @@ def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
     (out / "stamp.json").unlink(missing_ok=True)
     train_set, heldout = problems(tiny)
     rng = random.Random(tiny.seed + 1)
-    traces = [(p, long_trace(p, rng), short_trace(p), mixed_trace(p, rng)) for p in train_set]
+    style = tiny.long_style
+    traces = [(p, long_trace(p, rng, style), short_trace(p), mixed_trace(p, rng, style)) for p in train_set]
 
     corpus = [p.question for p in train_set[:2000]] + [plain_text(t) for _, *styles in traces[:2000] for t in styles]
     corpus += [summary_text(p, k) for p in train_set[:200] for k in range(len(p.ops) + 1)]
@@ -239,7 +240,7 @@ def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
     with open(out / "heldout_traces.jsonl", "w") as f:
         trace_rng = random.Random(tiny.seed + 2)
         for i, p in enumerate(heldout):
-            chunks = long_trace(p, trace_rng)
+            chunks = long_trace(p, trace_rng, style)
             f.write(json.dumps({"id": f"synthetic-{i:05d}", "problem": p.question, "thinking": plain_text(chunks),
                                 "answer": p.answer, "chunks": [asdict(c) for c in chunks]}) + "\n")
 

@@ -175,6 +175,9 @@ class TinyWorldConfig(Strict):
     min_ops: int = Field(default=2, ge=1)
     max_ops: int = Field(default=4, ge=1)
     modulus: int = Field(default=10, ge=2)
+    # plain: a step now and then followed by a check or a detour; overthinking: R1's habits (checks of checks,
+    # hesitation, the chain redone from the start), so most of the long model's tokens change nothing
+    long_style: Literal["plain", "overthinking"] = "plain"
     vocab_size: int = Field(default=384, ge=1)
     long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                                  steps=1800, mlp_ratio=2)
@@ -311,8 +314,10 @@ class ColdstartConfig(Strict):
     threshold: float = Field(default=0.1, ge=0, le=1)
     # The short agent's thoughts rewritten concisely by the short model (``short``), or kept verbatim (``keep``). A
     # rewrite cut by rewrite_tokens, empty, no shorter than its source, or dropping a number the next thought uses is
-    # rejected: the thought stays as it was, counted in the manifest.
-    rewrite: Literal["keep", "short"] = "short"
+    # rejected: the thought stays as it was, counted in the manifest. ``steps`` (tiny-world traces only, whose short
+    # model cannot follow a prompt): each run of short thoughts becomes one plain step per operation it carries out,
+    # so checks, hesitation and restarts vanish (data/synthetic.steps_only_rewrite).
+    rewrite: Literal["keep", "short", "steps"] = "short"
     # {question}: the problem; {before}: the thoughts before this one (the latest that fit rewrite_context tokens);
     # {text}: the thought to rewrite
     rewrite_prompt: str = ("Problem:\n{question}\n\nReasoning so far:\n{before}\n\nNext step:\n{text}\n\n"

@@ -20,15 +20,23 @@ from longshort.config import Config
 from longshort.runs import Claim, claim, model_settings
 
 
-def tiny_inputs(config: Config):
-    """Long-style traces of the tiny world's first ``coldstart.traces`` training problems."""
-    from longshort.data.synthetic import long_trace, plain_text
+def tiny_traces(config: Config) -> list[tuple]:
+    """(problem, synthetic problem, long-style trace) for the tiny world's first ``coldstart.traces`` training
+    problems."""
+    from longshort.data.synthetic import long_trace
     from longshort.data.tiny_world import as_problem, problems
-    from longshort.importance import ScoringInput
 
     rng = random.Random(config.coldstart.seed)
     train_set = problems(config.tiny).train[: config.coldstart.traces]
-    return [ScoringInput(as_problem(p, i), plain_text(long_trace(p, rng))) for i, p in enumerate(train_set)]
+    return [(as_problem(p, i), p, long_trace(p, rng, config.tiny.long_style)) for i, p in enumerate(train_set)]
+
+
+def tiny_inputs(traces: list[tuple]):
+    """The traces of ``tiny_traces``, to score."""
+    from longshort.data.synthetic import plain_text
+    from longshort.importance import ScoringInput
+
+    return [ScoringInput(problem, plain_text(chunks)) for problem, _, chunks in traces]
 
 
 def prepare(out: Path, config: Config, overwrite: bool, traces: str | None = None) -> Claim:
@@ -87,9 +95,14 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
         from longshort.data.tiny_world import build
 
         build(config, log=log)
-        inputs = tiny_inputs(config)
+        generated = tiny_traces(config)
+        inputs = tiny_inputs(generated)
+        paragraphs = {problem.id: (synthetic, chunks) for problem, synthetic, chunks in generated}
+    elif config.coldstart.rewrite == "steps":
+        raise ValueError(f"{config.source}: coldstart.rewrite 'steps' rewrites the tiny world's own traces, "
+                         f"not {traces}: use 'short' or 'keep'")
     else:
-        inputs = read_scoring_inputs(traces)
+        paragraphs, inputs = None, read_scoring_inputs(traces)
     if eval_limit:
         heldout_benchmark(config)  # a config that cannot be evaluated stops before any work
     with prepare(out, config, overwrite, traces):
@@ -97,7 +110,7 @@ def run(config: Config, traces: str | None = None, overwrite: bool = False, eval
         # would share one GPU), ended before the SFT jobs, which need every GPU.
         on_openrlhf = config.coldstart.backend == "openrlhf"
         hosted = start(config, use_ray=on_openrlhf)
-        data = synthesize(config, hosted, inputs, out, log=log)
+        data = synthesize(config, hosted, inputs, out, log=log, paragraphs=paragraphs)
         if on_openrlhf:
             from longshort.rl.openrlhf_sft import launch
 

@@ -1,6 +1,8 @@
 import random
 import re
 
+import pytest
+
 from longshort.data.synthetic import (
     SyntheticProblem,
     long_trace,
@@ -65,3 +67,73 @@ def test_mixed_traces_alternate_agents():
         agents = [c.agent for c in mixed_trace(random_problem(rng, 4, 6), rng)[:-1]]
         runs = [a for k, a in enumerate(agents) if k == 0 or agents[k - 1] != a]
         assert all(x != y for x, y in zip(runs, runs[1:]))
+
+
+def test_overthinking_traces_check_every_step_hesitate_and_redo_the_chain():
+    rng = random.Random(4)
+    labels = []
+    for _ in range(300):
+        p = random_problem(rng, 2, 4)
+        chunks = long_trace(p, rng, "overthinking")
+        labels += [c.label for c in chunks]
+        for k, chunk in enumerate(chunks):
+            if chunk.label in ("step", "correction"):  # every step is checked at once
+                assert chunks[k + 1].label == "check" and chunks[k + 1].text.startswith("Check: ")
+        for chunk in chunks:
+            if chunk.label == "restart":  # the chain redone is the true one
+                values = p.values()
+                assert chunk.text == "Again from the start: " + ", ".join(
+                    f"{values[i]}{op}{b}={values[i + 1]}" for i, (op, b) in enumerate(p.ops)) + "."
+    for label in ("step", "check", "detour", "hesitation", "mistake", "correction", "restart", "conclusion"):
+        assert label in labels
+    assert labels.count("check") > 1.5 * labels.count("step")  # checks of checks
+
+
+def test_overthinking_spends_most_of_a_trace_on_thoughts_that_change_nothing():
+    rng = random.Random(5)
+    problems = [random_problem(rng, 2, 4) for _ in range(300)]
+    traces = [long_trace(p, rng, "overthinking") for p in problems]
+    total = sum(len(c.text) for t in traces for c in t)
+    key = sum(len(c.text) for t in traces for c in t if c.label in ("step", "correction", "conclusion"))
+    assert key < 0.35 * total
+    assert total > 4 * sum(len(plain_text(short_trace(p))) for p in problems)
+
+
+
+def test_the_steps_rewrite_keeps_long_chunks_and_writes_each_short_run_as_the_steps_it_carries_out():
+    from longshort.data.synthetic import step_text, steps_only_rewrite
+
+    rng = random.Random(8)
+    for _ in range(300):
+        p = random_problem(rng, 2, 4)
+        chunks = long_trace(p, rng, "overthinking")
+        owners = [rng.choice(["long", "short"]) for _ in chunks]
+        pieces = steps_only_rewrite(p, chunks, owners)
+        assert [t for a, t in pieces if a == "long"] == [c.text for c, o in zip(chunks, owners) if o == "long"]
+        # every op is carried out once, in order: by a long step or correction, or by a short plain step
+        done = []
+        for agent, text in pieces:
+            if agent == "long":
+                chunk = next(c for c, o in zip(chunks, owners) if o == "long" and c.text == text)
+                done += [chunk.done] if chunk.label in ("step", "correction") else []
+            elif text != pieces[-1][1]:
+                done.append(next(i + 1 for i in range(len(p.ops)) if text == step_text(p, i)))
+        assert done == list(range(1, len(p.ops) + 1)), (pieces, owners)
+        assert pieces[-1][1] == f"So x={p.answer}."
+    assert steps_only_rewrite(p, chunks, ["long"] * len(chunks)) == [("long", c.text) for c in chunks]
+    with pytest.raises(ValueError, match="owners"):
+        steps_only_rewrite(p, chunks, ["long"])
+
+
+def test_the_world_config_chooses_the_long_style_of_the_traces_cold_start_learns_from():
+    from pathlib import Path
+
+    from longshort.config import load_config
+    from longshort.rl.coldstart import tiny_traces
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    for name, style_labels in (("tiny.yaml", set()), ("tiny-v2.yaml", {"hesitation", "restart"})):
+        config = load_config(configs / name)
+        config = config.model_copy(update={"coldstart": config.coldstart.model_copy(update={"traces": 50})})
+        labels = {c.label for _, _, chunks in tiny_traces(config) for c in chunks}
+        assert labels & {"hesitation", "restart"} == style_labels, name

@@ -52,7 +52,7 @@ def test_fold_points_close_a_segment_at_the_thought_that_reaches_the_budget():
 
 @pytest.fixture(scope="module")
 def synthesized(tiny_config, hosted, tmp_path_factory):
-    from longshort.rl.coldstart import tiny_inputs
+    from longshort.rl.coldstart import tiny_inputs, tiny_traces
 
     # the long model writes the summaries' text for the short agent, the summarizer at inference, to learn
     memory = tiny_config.solve.memory.model_copy(update={"summarizer": "short"})
@@ -60,7 +60,7 @@ def synthesized(tiny_config, hosted, tmp_path_factory):
         "coldstart": tiny_config.coldstart.model_copy(update={"traces": 24, "fold_share": 1.0, "segment_tokens": 30,
                                                               "summarizer": "long"}),
         "solve": tiny_config.solve.model_copy(update={"memory": memory})})
-    inputs = tiny_inputs(config)
+    inputs = tiny_inputs(tiny_traces(config))
     wrong = ScoringInput(Problem("wrong", inputs[0].problem.question, inputs[0].problem.answer, "synthetic",
                                  "synthetic"), inputs[0].thinking, prediction="not the answer")
     out = tmp_path_factory.mktemp("coldstart")
@@ -92,6 +92,28 @@ def test_synthesis_writes_transcripts_samples_and_a_manifest(synthesized, hosted
         assert sum(sum(r["loss_mask"]) for r in rows) == manifest["samples"][agent]["trained_tokens"]
         dataset = load_from_disk(str(out / "samples" / agent / "dataset"))
         assert dataset[0]["input_ids"] == rows[0]["input_ids"] and len(dataset) == len(rows)
+
+
+def test_the_steps_rewrite_leaves_the_short_agent_only_the_steps_it_carries_out(synthesized, hosted, tmp_path):
+    from longshort.rl.coldstart import tiny_inputs, tiny_traces
+    from longshort.transcript import Transcript
+
+    kept_config, kept, _ = synthesized
+    config = kept_config.model_copy(update={"coldstart": kept_config.coldstart.model_copy(
+        update={"rewrite": "steps", "fold_share": 0.0})})
+    generated = tiny_traces(config)
+    data = synthesize(config, hosted, tiny_inputs(generated), tmp_path, log=lambda _: None,
+                      paragraphs={problem.id: (synthetic, chunks) for problem, synthetic, chunks in generated})
+    manifest = data["manifest"]
+    assert manifest["thoughts"]["long"] == kept["manifest"]["thoughts"]["long"]  # the same split
+    assert manifest["tokens"]["long"] == kept["manifest"]["tokens"]["long"]
+    assert manifest["tokens"]["short"] < kept["manifest"]["tokens"]["short"]
+    for t in map(Transcript.from_dict, map(json.loads, open(tmp_path / "transcripts.jsonl"))):
+        for u in t.turns:
+            text = hosted.tokenizer.decode(u.token_ids, skip_special_tokens=True)
+            if u.agent == "short" and text:  # else a hand-back tag alone
+                assert text.startswith(("op", "So x=")), text
+        assert t.answer == t.problem.answer
 
 
 def test_a_folder_of_another_run_is_refused_unless_overwritten(tiny_config, tmp_path):
