@@ -102,6 +102,12 @@ def problems(tiny: TinyWorldConfig) -> Problems:
     return Problems(train_set, list(heldout.values()))
 
 
+def heldout_traces(tiny: TinyWorldConfig, heldout: list[SyntheticProblem]) -> list[list[Paragraph]]:
+    """The labelled long-style trace of each held-out problem (``heldout_traces.jsonl``), as the build writes them."""
+    rng = random.Random(tiny.seed + 2)
+    return [long_trace(p, rng, tiny.long_style) for p in heldout]
+
+
 def as_problem(p: SyntheticProblem, index: int) -> Problem:
     return Problem(
         id=f"synthetic-{index:05d}",
@@ -238,9 +244,7 @@ def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
         for i, p in enumerate(heldout):
             f.write(json.dumps(as_problem(p, i).to_dict()) + "\n")
     with open(out / "heldout_traces.jsonl", "w") as f:
-        trace_rng = random.Random(tiny.seed + 2)
-        for i, p in enumerate(heldout):
-            chunks = long_trace(p, trace_rng, style)
+        for i, (p, chunks) in enumerate(zip(heldout, heldout_traces(tiny, heldout))):
             f.write(json.dumps({"id": f"synthetic-{i:05d}", "problem": p.question, "thinking": plain_text(chunks),
                                 "answer": p.answer, "chunks": [asdict(c) for c in chunks]}) + "\n")
 

@@ -91,12 +91,15 @@ def dead_keys(config: Config, raw: dict) -> list[str]:
 
 def most_thoughts(config: Config, traces: str | None) -> tuple[int, str]:
     """The most thoughts a cold-start trace can have, and how that was found: counted on ``traces`` (or the tiny
-    world's held-out traces) with the long model's tokenizer when both are at hand, else bounded by the budgets'
-    tokens over ``chunking.min_tokens``."""
+    world's held-out traces) with the long model's tokenizer when both are at hand; for a tiny world not built yet,
+    the most paragraphs its generator writes in a held-out trace (the tiny chunking keeps a paragraph one thought);
+    else bounded by the budgets' tokens over ``chunking.min_tokens``."""
     from longshort.chunking import chunk_text
 
+    unbuilt_world = False
     if traces is None and config.tiny is not None:
         traces = str(Path(config.tiny.out_dir) / "heldout_traces.jsonl")
+        unbuilt_world = not Path(traces).is_file()
     if traces is not None and Path(traces).is_file() and (Path(config.long.path) / "tokenizer_config.json").is_file():
         from transformers import AutoTokenizer
 
@@ -107,6 +110,11 @@ def most_thoughts(config: Config, traces: str | None) -> tuple[int, str]:
         if inputs:
             most = max(len(chunk_text(item.thinking, tokenizer, config.chunking)) for item in inputs)
             return most, f"the most in {len(inputs)} traces of {traces}"
+    if unbuilt_world:
+        from longshort.data.tiny_world import heldout_traces, problems
+
+        generated = heldout_traces(config.tiny, problems(config.tiny).heldout)
+        return max(map(len, generated)), f"the most paragraphs in the {len(generated)} held-out traces it will build"
     budget = config.solve.max_long_tokens + config.solve.max_short_tokens
     return math.ceil(budget / config.chunking.min_tokens), (
         f"the budgets' {budget} tokens in thoughts of chunking.min_tokens ({config.chunking.min_tokens})")

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from longshort.cli import main
+from longshort.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = ["qwen2.5-7b.yaml", "llama3.1-8b.yaml"]
@@ -75,6 +76,17 @@ def test_turns_are_counted_on_the_traces_when_given(tmp_path, shared_file, smoll
     traces = str(shared_file("traces/limo_r1_distill_qwen32b.jsonl"))
     assert main(["plan", "--config", path, "--traces", traces]) == 2
     assert f"thoughts (the most in 200 traces of {traces})" in capsys.readouterr().err
+
+
+def test_turns_of_a_tiny_world_not_built_yet_are_counted_on_the_traces_it_will_build(tmp_path, capsys):
+    from longshort.data.tiny_world import heldout_traces, problems
+
+    path = edited(tmp_path, "tiny-v2.yaml", tiny__out_dir=str(tmp_path / "unbuilt"), solve__max_turns=20)
+    assert main(["plan", "--config", path]) == 2
+    config = load_config(path)
+    most = max(map(len, heldout_traces(config.tiny, problems(config.tiny).heldout)))
+    assert f"{most} thoughts (the most paragraphs in the 200 held-out traces it will build)" in capsys.readouterr().err
+    assert not (tmp_path / "unbuilt").exists()
 
 
 def test_self_folds_need_the_data_to_close_steps_before_the_hard_cap(tiny_config, tmp_path, capsys):
