@@ -205,7 +205,9 @@ def fold(problems: list[Problem], pieces: list[list[tuple[str, list[int]]]], age
                     question=problems[t].question, summary=text(previous) or "(none yet)", reasoning=text(segment)),
                     chat)
                 stops = ()
-            requests.append(GenerationRequest(context, config.summary_tokens, stops, temperature=0.0, logprobs=False))
+            requests.append(GenerationRequest(context, config.summary_tokens, stops, logprobs=False,
+                                              temperature=config.summary_temperature,
+                                              seed=config.seed + 1000 * t + round_))
         for t, result in zip(todo, agents[agent].generate(requests)):
             ids = result.completions[0].token_ids
             if result.completions[0].stop_reason == "stop":

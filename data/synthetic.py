@@ -19,6 +19,11 @@ then, and ``overthinking``, where the long model overthinks as R1 does: every st
 checked again, hesitation and alternatives come between steps, and the whole chain is redone from the start before
 the conclusion, so that a few key steps carry the answer and most tokens go to thoughts that change nothing.
 
+A problem has one variable, ``x``, or two (``tiny.variables: 2``): then each op names the variable it changes
+(``op1: y*3.``), the last one brings ``y`` into ``x`` (``op3: x+y.``), and every step ends with the state
+(``x=4, y=5.``). Carrying on after a fold then needs both values, so a summary that keeps only ``x``
+(``summary_text(..., lossy=True)``) costs accuracy: state a summary can lose, which folding RL has to learn to keep.
+
 Labels (step, check, detour, hesitation, mistake, correction, restart, conclusion) are ground truth for the
 importance scorer's tests.
 """
@@ -46,24 +51,57 @@ HESITATIONS = (
 @dataclass(frozen=True)
 class SyntheticProblem:
     start: int
-    ops: tuple[tuple[str, int], ...]
+    ops: tuple[tuple, ...]  # (op, b) on x; with y_start, (variable, op, b) where b is a number or "y"
     modulus: int = 10
+    y_start: int | None = None  # the start value of a second variable, y
 
     @property
     def question(self) -> str:
-        ops = "".join(f"\n{_op_line(i, op, b)}" for i, (op, b) in enumerate(self.ops, 1))
-        return f"x={self.start}.{ops}\nFind x modulo m={self.modulus}."
+        ops = "".join(f"\n{self.line(i)}" for i in range(len(self.ops)))
+        return f"{state_text(self.states()[0])}{ops}\nFind x modulo m={self.modulus}."
+
+    def op(self, index: int) -> tuple[str, str, int | str]:
+        """Op ``index`` (0-based) as (the variable it changes, the operator, the operand)."""
+        op = self.ops[index]
+        return ("x", *op) if len(op) == 2 else op
+
+    def states(self) -> list[dict[str, int]]:
+        """The value of each variable before the first op and after each op."""
+        state = {"x": self.start} | ({} if self.y_start is None else {"y": self.y_start})
+        states = [dict(state)]
+        for i in range(len(self.ops)):
+            variable, op, b = self.op(i)
+            state[variable] = OPS[op](state[variable], state[b] if isinstance(b, str) else b, self.modulus)
+            states.append(dict(state))
+        return states
 
     def values(self) -> list[int]:
         """The value of x before the first op and after each op."""
-        values = [self.start]
-        for op, b in self.ops:
-            values.append(OPS[op](values[-1], b, self.modulus))
-        return values
+        return [state["x"] for state in self.states()]
+
+    def line(self, index: int) -> str:
+        """Op ``index`` (0-based) as its line of the question: ``op1: +5.``, or ``op1: y*3.`` with two variables."""
+        variable, op, b = self.op(index)
+        return f"{op_label(index + 1)} {variable if self.y_start is not None else ''}{op}{b}."
+
+    def calc(self, index: int, result: int | None = None) -> str:
+        """Op ``index`` carried out (``7*3=1.``), with ``result`` written in place of the true one if given."""
+        (variable, op, b), (before, after) = self.op(index), self.states()[index:index + 2]
+        operand = before[b] if isinstance(b, str) else b
+        return f"{before[variable]}{op}{operand}={after[variable] if result is None else result}."
+
+    def after(self, index: int, result: int | None = None) -> str:
+        """What a step writes after its arithmetic: nothing with one variable, the state with two (`` x=1, y=5.``)."""
+        if self.y_start is None:
+            return ""
+        variable = self.op(index)[0]
+        state = self.states()[index + 1]
+        return " " + state_text(state | ({} if result is None else {variable: result}))
 
     @property
     def answer(self) -> str:
         return str(self.values()[-1])
+
 
 
 @dataclass(frozen=True)
@@ -74,43 +112,45 @@ class Paragraph:
     done: int  # ops completed once this chunk is written
 
 
-def random_problem(rng: random.Random, min_ops: int, max_ops: int, modulus: int = 10) -> SyntheticProblem:
-    ops = tuple((rng.choice("+-*"), rng.randint(1, modulus - 1)) for _ in range(rng.randint(min_ops, max_ops)))
-    return SyntheticProblem(start=rng.randint(0, modulus - 1), ops=ops, modulus=modulus)
+def random_problem(rng: random.Random, min_ops: int, max_ops: int, modulus: int = 10,
+                   variables: int = 1) -> SyntheticProblem:
+    """With two variables, each op but the last changes x or y by a number, and the last brings y into x."""
+    if variables == 1:
+        ops = tuple((rng.choice("+-*"), rng.randint(1, modulus - 1)) for _ in range(rng.randint(min_ops, max_ops)))
+        return SyntheticProblem(start=rng.randint(0, modulus - 1), ops=ops, modulus=modulus)
+    count, x, y = rng.randint(min_ops, max_ops), rng.randint(0, modulus - 1), rng.randint(0, modulus - 1)
+    ops = [(rng.choice("xy"), rng.choice("+-*"), rng.randint(1, modulus - 1)) for _ in range(count - 1)]
+    return SyntheticProblem(x, (*ops, ("x", rng.choice("+-*"), "y")), modulus, y_start=y)
 
 
 def op_label(index: int) -> str:
     return f"op{index}:"
 
 
-def _op_line(index: int, op: str, b: int) -> str:
-    return f"{op_label(index)} {op}{b}."
-
-
-def _arithmetic(a: int, op: str, b: int, result: int) -> str:
-    return f"{a}{op}{b}={result}."
+def state_text(state: dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in state.items()) + "."
 
 
 def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, last: int | None = None,
                 style: str = "plain") -> list[Paragraph]:
     """Long-style chunks for ops ``first..last-1`` (all ops by default), plain or overthinking."""
     last = len(problem.ops) if last is None else last
-    values, m = problem.values(), problem.modulus
+    m = problem.modulus
     overthink = style == "overthinking"
     chunks = []
     for i in range(first, last):
-        (op, b), a, result = problem.ops[i], values[i], values[i + 1]
-        line, right = _op_line(i + 1, op, b), _arithmetic(a, op, b, result)
+        line, right, after = problem.line(i), problem.calc(i), problem.after(i)
+        result = problem.states()[i + 1][problem.op(i)[0]]
         if overthink and rng.random() < 0.25:
             chunks.append(Paragraph("long", "hesitation", rng.choice(HESITATIONS), i))
         if rng.random() < 0.15:
             chunks.append(Paragraph("long", "detour", rng.choice(DETOURS), i))
         if rng.random() < 0.1:
             wrong = (result + rng.randint(1, m - 1)) % m
-            chunks.append(Paragraph("long", "mistake", f"{line} {_arithmetic(a, op, b, wrong)}", i))
-            chunks.append(Paragraph("long", "correction", f"Wait, that is wrong: {right}", i + 1))
+            chunks.append(Paragraph("long", "mistake", f"{line} {problem.calc(i, wrong)}{problem.after(i, wrong)}", i))
+            chunks.append(Paragraph("long", "correction", f"Wait, that is wrong: {right}{after}", i + 1))
         else:
-            chunks.append(Paragraph("long", "step", f"{line} {right}", i + 1))
+            chunks.append(Paragraph("long", "step", f"{line} {right}{after}", i + 1))
         if overthink or rng.random() < 0.3:
             chunks.append(Paragraph("long", "check", f"Check: {right[:-1]}. Yes.", i + 1))
         if overthink and rng.random() < 0.7:  # a check of the check
@@ -120,25 +160,27 @@ def long_chunks(problem: SyntheticProblem, rng: random.Random, first: int = 0, l
 
 def restart(problem: SyntheticProblem) -> Paragraph:
     """The whole chain redone from the start, as R1 re-solves a problem it has already solved."""
-    values = problem.values()
-    chain = ", ".join(f"{values[i]}{op}{b}={values[i + 1]}" for i, (op, b) in enumerate(problem.ops))
+    chain = ", ".join(problem.calc(i)[:-1] for i in range(len(problem.ops)))
     return Paragraph("long", "restart", f"Again from the start: {chain}.", len(problem.ops))
 
 
 def short_chunks(problem: SyntheticProblem, first: int = 0, last: int | None = None) -> list[Paragraph]:
-    """Short-style chunks: two ops per line, the intermediate value left unwritten."""
+    """Short-style chunks: two ops per line, the intermediate value left unwritten (with two variables, only the
+    state after both)."""
     last = len(problem.ops) if last is None else last
     values = problem.values()
     chunks = []
     i = first
     while i < last:
-        if i + 1 < last:
+        if i + 1 < last and problem.y_start is not None:
+            text = f"op{i + 1}-{i + 2}: {state_text(problem.states()[i + 2])}"
+            i += 2
+        elif i + 1 < last:
             (op1, b1), (op2, b2) = problem.ops[i], problem.ops[i + 1]
             text = f"op{i + 1}-{i + 2}: {values[i]}{op1}{b1}{op2}{b2}={values[i + 2]}."
             i += 2
         else:
-            op, b = problem.ops[i]
-            text = f"op{i + 1}: {_arithmetic(values[i], op, b, values[i + 1])}"
+            text = f"op{i + 1}: {problem.calc(i)}{problem.after(i)}"
             i += 1
         chunks.append(Paragraph("short", "step", text, i))
     return chunks
@@ -148,9 +190,11 @@ def conclusion(problem: SyntheticProblem, agent: str) -> Paragraph:
     return Paragraph(agent, "conclusion", f"So x={problem.answer}.", len(problem.ops))
 
 
-def summary_text(problem: SyntheticProblem, done: int) -> str:
-    """What a fold keeps of a segment: how far the ops have got and the value of x there."""
-    return f"After op{done}: x={problem.values()[done]}." if done else f"Start: x={problem.start}."
+def summary_text(problem: SyntheticProblem, done: int, lossy: bool = False) -> str:
+    """What a fold keeps of a segment: how far the ops have got and the state there; a ``lossy`` one keeps only x."""
+    state = problem.states()[done]
+    kept = state_text({"x": state["x"]} if lossy else state)
+    return f"After op{done}: {kept}" if done else f"Start: {kept}"
 
 
 def long_trace(problem: SyntheticProblem, rng: random.Random, style: str = "plain") -> list[Paragraph]:
@@ -184,8 +228,7 @@ def plain_text(chunks: list[Paragraph]) -> str:
 
 def step_text(problem: SyntheticProblem, index: int) -> str:
     """Op ``index`` (0-based) as a plain long-style step: its question line, then the arithmetic."""
-    (op, b), values = problem.ops[index], problem.values()
-    return f"{_op_line(index + 1, op, b)} {_arithmetic(values[index], op, b, values[index + 1])}"
+    return f"{problem.line(index)} {problem.calc(index)}{problem.after(index)}"
 
 
 def steps_only_rewrite(problem: SyntheticProblem, chunks: list[Paragraph], owners: list[str]) -> list[tuple[str, str]]:

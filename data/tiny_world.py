@@ -92,11 +92,11 @@ def problems(tiny: TinyWorldConfig) -> Problems:
     rng = random.Random(tiny.seed)
     heldout: dict[str, SyntheticProblem] = {}
     while len(heldout) < tiny.heldout_problems:
-        p = random_problem(rng, tiny.min_ops, tiny.max_ops, tiny.modulus)
+        p = random_problem(rng, tiny.min_ops, tiny.max_ops, tiny.modulus, tiny.variables)
         heldout.setdefault(p.question, p)
     train_set = []
     while len(train_set) < tiny.train_problems:
-        p = random_problem(rng, tiny.min_ops, tiny.max_ops, tiny.modulus)
+        p = random_problem(rng, tiny.min_ops, tiny.max_ops, tiny.modulus, tiny.variables)
         if p.question not in heldout:
             train_set.append(p)
     return Problems(train_set, list(heldout.values()))
@@ -115,8 +115,14 @@ def as_problem(p: SyntheticProblem, index: int) -> Problem:
         answer=p.answer,
         source="synthetic",
         kind="synthetic",
-        meta={"start": p.start, "ops": [list(op) for op in p.ops], "modulus": p.modulus},
+        meta={"start": p.start, "ops": [list(op) for op in p.ops], "modulus": p.modulus}
+        | ({} if p.y_start is None else {"y_start": p.y_start}),
     )
+
+
+def from_meta(meta: dict) -> SyntheticProblem:
+    """The synthetic problem behind a tiny-world problem's ``meta`` (``as_problem``)."""
+    return SyntheticProblem(meta["start"], tuple(tuple(op) for op in meta["ops"]), meta["modulus"], meta.get("y_start"))
 
 
 def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig, max_ops: int):
@@ -150,11 +156,12 @@ def build_tokenizer(texts: list[str], vocab_size: int, protocol: ProtocolConfig,
 
 
 def chunk_transcript(problem: Problem, synthetic: SyntheticProblem, chunks: list[Paragraph], tokenizer,
-                     protocol: Protocol, fold_rng: random.Random | None = None) -> Transcript:
+                     protocol: Protocol, fold_rng: random.Random | None = None, lossy: float = 0.0) -> Transcript:
     """A finished Transcript in which each chunk is one turn of the agent whose style wrote it.
 
     A short chunk followed by a long one ends with the hand-back tag. The last chunk carries the answer block.
-    With ``fold_rng``, a summary turn (by either agent) closes a segment every 2 to 4 chunks.
+    With ``fold_rng``, a summary turn (by either agent) closes a segment every 2 to 4 chunks; a share ``lossy`` of
+    the summaries keeps only x.
     """
     encode = functools.lru_cache(maxsize=None)(lambda text: tuple(tokenizer.encode(text, add_special_tokens=False)))
     turns, segment, in_segment = [], 0, 0
@@ -170,7 +177,7 @@ def chunk_transcript(problem: Problem, synthetic: SyntheticProblem, chunks: list
         turns.append(Turn(chunk.agent, kind, [protocol.open_id(chunk.agent)], body, None, "stop", chunk.text, segment))
         in_segment += 1
         if fold_rng and kind == "think" and in_segment >= fold_after:
-            text = summary_text(synthetic, chunk.done)
+            text = summary_text(synthetic, chunk.done, lossy=bool(lossy) and fold_rng.random() < lossy)
             turns.append(Turn(fold_rng.choice(["long", "short"]), "summary", [protocol.ids["summary_open"]],
                               [*encode(text), protocol.ids["summary_close"]], None, "stop", text, segment))
             segment, in_segment, fold_after = segment + 1, 0, fold_rng.randint(2, 4)
@@ -256,7 +263,8 @@ def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
             transcripts.append((
                 chunk_transcript(problem, p, own, tokenizer, protocol),
                 chunk_transcript(problem, p, mixed_chunks, tokenizer, protocol),
-                chunk_transcript(problem, p, rng.choice([own, mixed_chunks]), tokenizer, protocol, rng),
+                chunk_transcript(problem, p, rng.choice([own, mixed_chunks]), tokenizer, protocol, rng,
+                                 tiny.lossy_summaries),
             ))
         samples = training_samples(transcripts, agent, rng)
         model = build_model(tokenizer, shape, tiny.seed)

@@ -31,8 +31,8 @@ def step_marks(transcript, chunks) -> tuple[list[int], list[tuple[int, str]]]:
 
 def held_out_steps(config, tokenizer, limit: int):
     """(ids, marks) of each of the first ``limit`` held-out long traces, as the tiny world's transcripts hold them."""
-    from longshort.data.synthetic import Paragraph, SyntheticProblem
-    from longshort.data.tiny_world import as_problem, chunk_transcript
+    from longshort.data.synthetic import Paragraph
+    from longshort.data.tiny_world import as_problem, chunk_transcript, from_meta
     from longshort.protocol import Protocol
 
     out = Path(config.tiny.out_dir)
@@ -40,8 +40,7 @@ def held_out_steps(config, tokenizer, limit: int):
     problems = [json.loads(line) for line in open(out / "heldout.jsonl")][:limit]
     traces = [json.loads(line) for line in open(out / "heldout_traces.jsonl")][:limit]
     for index, (row, trace) in enumerate(zip(problems, traces)):
-        meta = row["meta"]
-        synthetic = SyntheticProblem(meta["start"], tuple(tuple(op) for op in meta["ops"]), meta["modulus"])
+        synthetic = from_meta(row["meta"])
         chunks = [Paragraph(**c) for c in trace["chunks"]]
         yield step_marks(chunk_transcript(as_problem(synthetic, index), synthetic, chunks, tokenizer, protocol), chunks)
 
@@ -110,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                              "seed of the world built")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    if config.tiny is not None and config.tiny.variables != 1:
+        parser.error(f"{args.config}: the roles are those of a one-variable step (tiny.variables is "
+                     f"{config.tiny.variables})")
     if args.every:
         print("| step | loss | " + " | ".join(ROLES) + " |\n|---:|---:|" + "---:|" * len(ROLES))
         learning_curve(config, args.every, args.limit, Path(args.out), args.seed, lambda row: print(

@@ -45,6 +45,10 @@ def _fold_policies():
     return {name: policy for name, policy in _policies().items() if policy.folds}
 
 
+def _summarizing_policies():
+    return {name: policy for name, policy in _policies().items() if policy.summarizes}
+
+
 def _rollout_policies():
     return {**_policies(), "mix": None}
 
@@ -58,6 +62,7 @@ def _estimators():
 Router = Annotated[str, _registered("router", _routers)]
 MemoryPolicy = Annotated[str, _registered("memory policy", _policies)]
 FoldPolicy = Annotated[str, _registered("folding memory policy", _fold_policies)]
+SummarizingPolicy = Annotated[str, _registered("summarizing memory policy", _summarizing_policies)]
 RolloutPolicy = Annotated[str, _registered("memory policy", _rollout_policies)]
 Estimator = Annotated[str, _registered("advantage estimator", _estimators)]
 
@@ -178,6 +183,11 @@ class TinyWorldConfig(Strict):
     # plain: a step now and then followed by a check or a detour; overthinking: R1's habits (checks of checks,
     # hesitation, the chain redone from the start), so most of the long model's tokens change nothing
     long_style: Literal["plain", "overthinking"] = "plain"
+    # 2: ops change x or y and the last brings y into x, so a fold's summary has two values to carry
+    variables: Literal[1, 2] = 1
+    # the share of the fold summaries in the models' training data that keep only x (with 2 variables): the pair
+    # starts out summarizing poorly, so Fold starts below Unfold and folding RL has something to learn
+    lossy_summaries: float = Field(default=0.0, ge=0, le=1)
     vocab_size: int = Field(default=384, ge=1)
     long_model: TinyModelConfig = TinyModelConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                                  steps=1800, mlp_ratio=2)
@@ -190,9 +200,11 @@ class TinyWorldConfig(Strict):
     lr_decay_share: float = Field(default=0.33, gt=0, le=1)
 
     @model_validator(mode="after")
-    def _ops_in_order(self):
+    def _consistent(self):
         if self.max_ops < self.min_ops:
             raise ValueError(f"max_ops ({self.max_ops}) must not be below min_ops ({self.min_ops})")
+        if self.lossy_summaries and self.variables == 1:
+            raise ValueError("lossy_summaries needs variables: 2 (with one variable, x is all a summary keeps)")
         return self
 
 
@@ -326,10 +338,15 @@ class ColdstartConfig(Strict):
     rewrite_tokens: int = Field(default=256, ge=1)  # a rewrite that reaches it is rejected
     rewrite_context: int = Field(default=2048, ge=0)  # tokens of preceding thoughts the rewriter sees
     fold_share: float = Field(default=0.5, ge=0, le=1)  # traces also written folded, InftyThink style
-    fold_policy: FoldPolicy = "fold-restart"
+    # the memory the summaries are written under and the folded transcripts train under: a Fold policy, or
+    # unfold-summaries (Accordion-Thinking's SFT: summaries inline, nothing dropped, so Fold is new at first)
+    fold_policy: SummarizingPolicy = "fold-restart"
     segment_tokens: int = Field(default=40, ge=1)  # a segment closes at the first thought reaching it (= solve.memory.fold_after)
     summarizer: Literal["long", "short"] = "short"  # the model that writes the summaries' text
     summary_tokens: int = Field(default=24, ge=1)
+    # 0: each summary is the summarizer's greedy one; above 0, sampled (seeded by coldstart.seed), so the data keeps
+    # the summarizer's spread of summaries, good and poor, for RL to choose from
+    summary_temperature: float = Field(default=0.0, ge=0)
     # A summarizer with format: text is asked in a new chat with this prompt (cumulative, as InftyThink's: {summary}
     # is the previous summary, {reasoning} the new segment, {question} the problem); one with format: protocol
     # writes a protocol summary turn after what it sees under fold_policy (the previous summary included).

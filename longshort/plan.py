@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from longshort.config import Config, ModelConfig, load_config
+from longshort.memory import POLICIES
 
 PROMPT_TOKENS = 512  # room assumed for the question and the chat template in the context checks
 
@@ -145,7 +146,7 @@ def problems(config: Config, raw: dict, traces: str | None = None) -> list[str]:
         if context is None:
             continue
         for policy, need in worst_contexts(config).items():
-            if need > context and policy != "unfold":
+            if need > context and POLICIES[policy].folds:
                 found.append(f"{policy}: a transcript can need {need} tokens of context ({PROMPT_TOKENS} for the "
                              f"prompt), more than {agent}'s {context}")
     for agent in ("long", "short"):
@@ -173,11 +174,13 @@ def worst_contexts(config: Config) -> dict[str, int]:
     keeps, the segment (or, unfolded, every think token) and one more turn. A fold must fit (folding exists to bound
     the context); an unfolded transcript may outgrow it and then stops on its budget, as the model's context is one."""
     solve, memory = config.solve, config.solve.memory
-    policies = {solve.memory.policy, config.rl.policy, config.coldstart.fold_policy, *config.eval.policies}
+    rl = config.rl.mix if config.rl.policy == "mix" else (config.rl.policy,)
+    policies = {solve.memory.policy, *rl, config.coldstart.fold_policy, *config.eval.policies}
     needs = {}
     for policy in sorted(policies):
-        if policy == "unfold":
+        if not POLICIES[policy].folds:  # every think token, and every summary if it writes them
             body = solve.max_long_tokens + solve.max_short_tokens
+            body += memory.max_rounds * memory.summary_cap if POLICIES[policy].summarizes else 0
         else:
             kept = memory.max_rounds if policy == "fold-append" else 1
             body = kept * memory.summary_cap + memory.segment_budget

@@ -198,13 +198,15 @@ def _run_claimed(config: Config, begin: Config, out: Path, eval_limit: int | Non
         from longshort.eval.modes import mode_name
         from longshort.eval.run_benchmarks import before_after
 
-        pair = mode_name(cfg.router, cfg.policy)
-        result |= before_after(begin, after, eval_limit, out / "eval", [pair], log)
-        result["change"] = change(result["before"][pair], result["after"][pair])
+        # the pair under the policy it trained in, or (Mix-RL) under each policy of the mix
+        pairs = [mode_name(cfg.router, policy) for policy in (cfg.mix if cfg.policy == "mix" else [cfg.policy])]
+        result |= before_after(begin, after, eval_limit, out / "eval", pairs, log)
+        result["change"] = {pair: change(result["before"][pair], result["after"][pair]) for pair in pairs}
         (out / "eval" / "summary.json").write_text(json.dumps(result, indent=2))
-        c = result["change"]
-        log(f"{pair}: accuracy {c['accuracy_before']:.1%} -> {c['accuracy_after']:.1%}; long-token share "
-            f"{c['long_share_before']:.1%} -> {c['long_share_after']:.1%} ({c['long_share_change']:+.1%} relative)")
+        for pair, c in result["change"].items():
+            log(f"{pair}: accuracy {c['accuracy_before']:.1%} -> {c['accuracy_after']:.1%}; long-token share "
+                f"{c['long_share_before']:.1%} -> {c['long_share_after']:.1%} ({c['long_share_change']:+.1%} "
+                "relative)")
     return result
 
 

@@ -43,3 +43,27 @@ def test_a_cold_start_transcript_with_self_opened_summaries_replays_token_for_to
     assert [(u.agent, u.kind, u.forced_ids, u.token_ids) for u in solved.turns] == \
         [(u.agent, u.kind, u.forced_ids, u.token_ids) for u in built.turns]
     assert solved.answer == "4" and solved.self_folds == 2 and not any(queue.values())
+
+
+def test_cold_start_summaries_are_greedy_or_sampled_from_a_seed_of_their_own(protocol_tokenizer, scripted):
+    """With coldstart.summary_temperature the data keeps the summarizer's spread of summaries; each summary's draw
+    is seeded by the trace and the round, so a rerun writes the same data."""
+    from longshort.config import ColdstartConfig
+    from longshort.data.coldstart import fold
+
+    tokenizer, p = protocol_tokenizer
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    pieces = [("long", encode("op1: +1. 1+1=2.")), ("short", encode("op2: +2. 2+2=4.")), ("long", encode("So x=4."))]
+
+    def requests(**settings):
+        agent = scripted(lambda request: encode("x=4.") + [p.ids["summary_close"]])
+        config = ColdstartConfig(segment_tokens=len(pieces[0][1]), summary_tokens=8, **settings)
+        fold([PROBLEM, PROBLEM], [pieces, pieces], {"long": agent, "short": agent}, tokenizer, p, config, "long")
+        return [(r.temperature, r.seed) for r in agent.requests]
+
+    assert {temperature for temperature, _ in requests()} == {0.0}
+    sampled = requests(summary_temperature=1.0)
+    assert {temperature for temperature, _ in sampled} == {1.0}
+    assert len({seed for _, seed in sampled}) == len(sampled) == 4  # two traces, two summaries each
+    assert requests(summary_temperature=1.0) == sampled
+    assert requests(summary_temperature=1.0, seed=1) != sampled

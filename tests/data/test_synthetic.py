@@ -137,3 +137,59 @@ def test_the_world_config_chooses_the_long_style_of_the_traces_cold_start_learns
         config = config.model_copy(update={"coldstart": config.coldstart.model_copy(update={"traces": 50})})
         labels = {c.label for _, _, chunks in tiny_traces(config) for c in chunks}
         assert labels & {"hesitation", "restart"} == style_labels, name
+
+
+def test_two_variables_each_op_changes_one_and_the_last_brings_y_into_x():
+    p = SyntheticProblem(start=6, ops=(("y", "*", 8), ("x", "-", 3), ("x", "+", "y")), modulus=10, y_start=4)
+    assert p.states() == [{"x": 6, "y": 4}, {"x": 6, "y": 2}, {"x": 3, "y": 2}, {"x": 5, "y": 2}]
+    assert p.answer == "5"
+    assert p.question == "x=6, y=4.\nop1: y*8.\nop2: x-3.\nop3: x+y.\nFind x modulo m=10."
+    rng = random.Random(9)
+    for _ in range(200):
+        q = random_problem(rng, 2, 4, variables=2)
+        assert q.y_start is not None and q.op(len(q.ops) - 1)[::2] == ("x", "y")
+        assert all(isinstance(b, int) for _, _, b in q.ops[:-1])
+
+
+def test_two_variable_steps_are_true_and_end_with_the_state_after_them():
+    rng = random.Random(10)
+    for _ in range(300):
+        p = random_problem(rng, 2, 4, variables=2)
+        states = p.states()
+        for chunks in (long_trace(p, rng), long_trace(p, rng, "overthinking"), short_trace(p), mixed_trace(p, rng)):
+            for chunk in chunks:
+                if chunk.label not in ("step", "correction", "mistake"):
+                    continue
+                x, y = map(int, re.search(r"x=(\d), y=(\d)\.$", chunk.text).groups())
+                if chunk.label == "mistake":  # the op's own variable is wrong, the other one is right
+                    variable = p.op(chunk.done)[0]
+                    wrong = {"x": x, "y": y}
+                    assert wrong != states[chunk.done + 1] and wrong[variable] != states[chunk.done + 1][variable]
+                else:
+                    assert {"x": x, "y": y} == states[chunk.done], chunk.text
+            assert chunks[-1].text == f"So x={p.answer}."
+        for chunk in long_trace(p, rng):
+            if chunk.label in ("step", "mistake"):  # a long step restates its question line verbatim
+                assert chunk.text.split(". ")[0] + "." in p.question.splitlines()
+
+
+def test_a_lossy_summary_keeps_only_x_so_the_state_after_it_is_lost():
+    from longshort.data.synthetic import summary_text
+
+    p = SyntheticProblem(start=6, ops=(("y", "*", 8), ("x", "-", 3), ("x", "+", "y")), modulus=10, y_start=4)
+    assert summary_text(p, 2) == "After op2: x=3, y=2."
+    assert summary_text(p, 2, lossy=True) == "After op2: x=3."
+    assert summary_text(p, 0) == "Start: x=6, y=4."
+    one = SyntheticProblem(start=7, ops=(("+", 5),), modulus=10)
+    assert summary_text(one, 1) == summary_text(one, 1, lossy=True) == "After op1: x=2."
+
+
+def test_the_steps_rewrite_of_a_two_variable_trace_carries_every_op_out_once():
+    from longshort.data.synthetic import step_text, steps_only_rewrite
+
+    rng = random.Random(11)
+    for _ in range(200):
+        p = random_problem(rng, 2, 4, variables=2)
+        chunks = long_trace(p, rng, "overthinking")
+        pieces = steps_only_rewrite(p, chunks, ["short"] * len(chunks))
+        assert [text for _, text in pieces] == [step_text(p, i) for i in range(len(p.ops))] + [f"So x={p.answer}."]

@@ -104,3 +104,35 @@ def test_coldstart_and_rl_over_seeds_train_each_seed_from_its_own_world_and_repo
         rows = [json.loads(line) for line in open(tmp_path / f"rl-seed{seed}" / "metrics.jsonl")]
         assert [row["step"] for row in rows] == [1]
     assert not (tmp_path / "tiny").exists() and not (tmp_path / "coldstart").exists()
+
+
+def test_a_two_variable_world_refuses_lossy_summaries_of_one_and_its_problems_read_back():
+    from longshort.config import TinyWorldConfig
+    from longshort.data.tiny_world import as_problem, from_meta, problems
+
+    with pytest.raises(ValueError, match="lossy_summaries needs variables: 2"):
+        TinyWorldConfig(lossy_summaries=0.5)
+    tiny = TinyWorldConfig(variables=2, lossy_summaries=0.6, train_problems=300, heldout_problems=20)
+    train, heldout = problems(tiny)
+    for index, p in enumerate(train + heldout):
+        assert from_meta(as_problem(p, index).meta) == p and p.y_start is not None
+
+
+def test_the_fold_data_of_a_two_variable_world_keeps_only_x_in_its_share_of_summaries(protocol_tokenizer):
+    import random
+
+    from longshort.data.synthetic import long_trace, random_problem, summary_text
+    from longshort.data.tiny_world import as_problem, chunk_transcript
+
+    tokenizer, protocol = protocol_tokenizer
+    rng, lossy, full = random.Random(0), 0, 0
+    for index in range(200):
+        p = random_problem(rng, 3, 4, variables=2)
+        t = chunk_transcript(as_problem(p, index), p, long_trace(p, rng), tokenizer, protocol, rng, lossy=0.6)
+        for turn in t.turns:
+            if turn.kind == "summary":
+                kept = turn.text
+                assert kept in {summary_text(p, d) for d in range(len(p.ops) + 1)} | {
+                    summary_text(p, d, lossy=True) for d in range(len(p.ops) + 1)}
+                lossy, full = lossy + ("y=" not in kept), full + ("y=" in kept)
+    assert 0.5 < lossy / (lossy + full) < 0.7

@@ -60,3 +60,6 @@ def test_unknown_names_are_refused_when_the_config_loads(tmp_path):
         path.write_text(f"long: {{path: a}}\nshort: {{path: b}}\n{text}\n")
         with pytest.raises(ConfigError, match=f"'{key}'"):
             load_config(path)
+    # cold-start may train its summaries inline and unfolded (Accordion-Thinking's SFT), not without summaries
+    path.write_text("long: {path: a}\nshort: {path: b}\ncoldstart: {fold_policy: unfold-summaries}\n")
+    assert load_config(path).coldstart.fold_policy == "unfold-summaries"

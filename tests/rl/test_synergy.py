@@ -163,7 +163,7 @@ def test_rl_submitted_as_a_ray_job_to_a_local_head_node_runs(rl_config, tmp_path
 def test_mix_rl_draws_a_memory_policy_per_rollout_and_the_fold_gap_is_measured_along_the_way(rl_config, tmp_path):
     from longshort.config import load_config
     from longshort.rl.experience import rollout_step, training_problems
-    from longshort.rl.synergy import train_rl
+    from longshort.rl.synergy import run
     from longshort.runner import start
 
     path = rl_config("mix", {"steps": 2, "policy": "mix", "gap_every": 1, "gap_problems": 6},
@@ -172,12 +172,16 @@ def test_mix_rl_draws_a_memory_policy_per_rollout_and_the_fold_gap_is_measured_a
     transcripts, _, samples = rollout_step(config, start(config, use_ray=False), training_problems(config), 0)
     assert {t.memory for t in transcripts} == {"fold-append", "unfold-summaries"}
     assert any(t.folds for t in transcripts if t.memory == "unfold-summaries")  # summaries written, kept in context
-    rows = train_rl(config, tmp_path / "mix", log=lambda *_: None)
+    result = run(config, eval_limit=3, log=lambda *_: None)
     gaps = [json.loads(line) for line in (tmp_path / "mix" / "gap.jsonl").read_text().splitlines()]
     assert [g["step"] for g in gaps] == [0, 1, 2]
     for gap in gaps:
         assert gap["fold_gap"] == pytest.approx(gap["unfold_accuracy"] - gap["fold_accuracy"])
+    rows = [json.loads(line) for line in (tmp_path / "mix" / "metrics.jsonl").read_text().splitlines()]
     assert all("fold_gap" in row for row in rows) and (tmp_path / "mix" / "reward.png").stat().st_size > 0
+    # the pair is evaluated before and after under each policy of the mix
+    assert set(result["change"]) == {"handoff/fold-append", "handoff/unfold-summaries"}
+    assert set(result["after"]) >= set(result["change"])
 
 
 def test_rl_rollouts_have_no_wall_clock_limit(rl_config):
