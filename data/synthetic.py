@@ -103,7 +103,6 @@ class SyntheticProblem:
         return str(self.values()[-1])
 
 
-
 @dataclass(frozen=True)
 class Paragraph:
     agent: str  # "long" | "short": the agent whose style wrote it
@@ -227,7 +226,8 @@ def plain_text(chunks: list[Paragraph]) -> str:
 
 
 def step_text(problem: SyntheticProblem, index: int) -> str:
-    """Op ``index`` (0-based) as a plain long-style step: its question line, then the arithmetic."""
+    """Op ``index`` (0-based) as a plain long-style step: its question line, the arithmetic (and the state after it,
+    with two variables)."""
     return f"{problem.line(index)} {problem.calc(index)}{problem.after(index)}"
 
 
