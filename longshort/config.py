@@ -440,6 +440,11 @@ class RLConfig(Strict):
     # the longest wait for the partner's actor to start, or for one partner turn; past it the job fails
     partner_timeout_s: float = Field(default=600.0, gt=0)
 
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """The memory policies the rollouts run under: ``policy``, or under Mix-RL those of ``mix``."""
+        return self.mix if self.policy == "mix" else (self.policy,)
+
 
 class RouterTrainingConfig(Strict):
     """`longshort train-router`: the pair solves training problems under the gold ``mc-oracle`` router, whose

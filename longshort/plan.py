@@ -51,6 +51,9 @@ DEAD_KEYS = [
     *[(f"rl.{key}", lambda c, m: c.rl.backend == "local", "rl.backend is local")
       for key in ("num_gpus", "vllm_memory_utilization", "max_len", "zero_stage", "attn_implementation", "rounds")],
     ("rl.alternate_every", lambda c, m: c.rl.backend == "local" and c.rl.train == "joint", "rl.train is joint"),
+    *[(f"rl.{key}", lambda c, m: c.rl.backend == "openrlhf", "rl.backend is openrlhf (rounds × 2 × alternate_every "
+                                                              "steps, no Fold-Unfold gap evaluation)")
+      for key in ("steps", "gap_every", "gap_problems", "gap_policies", "heldout")],
     ("eval.data", lambda c, m: c.eval.heldout is None, "eval.heldout is null"),
 ]
 
@@ -155,10 +158,12 @@ def problems(config: Config, raw: dict, traces: str | None = None) -> list[str]:
         scored = chunking.max_tokens + config.scoring.answer_tokens + PROMPT_TOKENS
         if model.format == "text" and context is not None and scored > context:
             found.append(f"{agent}: a thought of chunking.max_tokens cannot be scored in its context of {context}")
-    whole = PROMPT_TOKENS + solve.max_long_tokens + solve.max_short_tokens
-    if config.rl.backend == "openrlhf" and config.rl.max_len < whole:
-        found.append(f"rl.max_len ({config.rl.max_len}) cannot hold a whole transcript of the budgets ({whole} with "
-                     f"{PROMPT_TOKENS} for the prompt): OpenRLHF would cut the samples")
+    if config.rl.backend == "openrlhf":  # a sample is a whole transcript, or under folding one segment in context
+        contexts = worst_contexts(config)
+        longest = max(config.rl.policies, key=contexts.get)
+        if config.rl.max_len < contexts[longest]:
+            found.append(f"rl.max_len ({config.rl.max_len}) cannot hold a whole {longest} sample of the budgets "
+                         f"({contexts[longest]} with {PROMPT_TOKENS} for the prompt): OpenRLHF would cut the samples")
     if config.rl.backend == "openrlhf":
         from longshort.rl.openrlhf_rl import check
 
@@ -174,8 +179,7 @@ def worst_contexts(config: Config) -> dict[str, int]:
     keeps, the segment (or, unfolded, every think token) and one more turn. A fold must fit (folding exists to bound
     the context); an unfolded transcript may outgrow it and then stops on its budget, as the model's context is one."""
     solve, memory = config.solve, config.solve.memory
-    rl = config.rl.mix if config.rl.policy == "mix" else (config.rl.policy,)
-    policies = {solve.memory.policy, *rl, config.coldstart.fold_policy, *config.eval.policies}
+    policies = {solve.memory.policy, *config.rl.policies, config.coldstart.fold_policy, *config.eval.policies}
     needs = {}
     for policy in sorted(policies):
         if not POLICIES[policy].folds:  # every think token, and every summary if it writes them

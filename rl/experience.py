@@ -54,6 +54,16 @@ def rollout_policy(config: Config, step: int, problem_id: str, sample: int) -> s
     return random.Random(f"{cfg.seed}:{step}:{problem_id}:{sample}").choice(cfg.mix)
 
 
+def most_segments(config: Config) -> int:
+    """The most RL samples one rollout can yield for an agent: one unfolded; when a rollout may fold (``rl.policy``,
+    or a policy of Mix-RL's ``rl.mix``) one per segment, ``solve.memory.max_rounds`` + 1. OpenRLHF's agent
+    executor returns one token sequence per call, so each rollout there takes this many calls."""
+    from longshort.memory import POLICIES
+
+    folds = any(POLICIES[policy].folds for policy in config.rl.policies)
+    return config.solve.memory.max_rounds + 1 if folds else 1
+
+
 def rollout_settings(config: Config, step: int, policy: str | None = None):
     """The solve and sampling configs of RL rollouts (both backends): the ``rl`` router and memory policy (or
     ``policy``), sampling at ``rl.temperature`` with a seed per step, and no wall-clock limit (``solve.timeout_s``):

@@ -1,12 +1,11 @@
 """The agent-executor file for OpenRLHF's ``--train.agent_func_path`` (pinned 0.11.2): our protocol inside its RL loop.
 
-OpenRLHF loads this file in each of its vLLM engine actors and calls ``AgentExecutor().execute`` once per sample.
-The agent being trained generates through that engine (token ids in, token ids and log-probs out); its partner is
-served frozen by one Ray actor hosting our Backend, shared by all engines, which batches the requests of all
-episodes. The orchestrator plans and applies every
-turn, as in a local solve, so the sample handed back is the transcript's own: its ids and action mask come from
-rl/samples.py, and its advantage from rl/rewards.py over its problem's group of samples, the code the local backend
-trains with.
+OpenRLHF loads this file in each of its vLLM engine actors and calls ``AgentExecutor().execute`` once per
+experience it wants. The agent being trained generates through that engine (token ids in, token ids and log-probs
+out); its partner is served frozen by one Ray actor hosting our Backend, shared by all engines, which batches the
+requests of all episodes. The orchestrator plans and applies every turn, as in a local solve, so the experiences
+handed back are the transcript's own: its samples (one, or under folding one per segment) come from rl/samples.py,
+and its advantage from rl/rewards.py over its problem's group of rollouts, the code the local backend trains with.
 
 The launcher (rl/openrlhf_rl.py) sets, in the job's environment: ``LONGSHORT_CONFIG`` (the run config, relative
 to the job's working directory), ``LONGSHORT_TRAINED`` (long | short), ``LONGSHORT_PARTNER_PATH`` (the partner's
@@ -15,6 +14,7 @@ checkpoint) and ``LONGSHORT_PARTNER_ACTOR`` (the name of its actor).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import os
@@ -109,30 +109,53 @@ class PartnerAgent:
 
 
 class Groups:
-    """Each problem's samples, gathered until all ``size`` of them have ended, so that their rewards and advantages
-    are computed together by rl/rewards.py, the code the local backend trains with. OpenRLHF runs a prompt's
-    ``--rollout.n_samples_per_prompt`` samples at once on one engine; the launcher sets that to
-    ``rl.samples_per_problem``, this group's size."""
+    """Each problem's rollouts, gathered until all ``rl.samples_per_problem`` of them have ended, so that their
+    rewards and advantages are computed together by rl/rewards.py, the code the local backend trains with. OpenRLHF
+    runs a prompt's ``--rollout.n_samples_per_prompt`` calls at once on one engine; the launcher sets that to
+    ``rl.samples_per_problem`` × ``most_segments`` (rl/experience.py): call ``i`` of a prompt plays rollout ``i``
+    when ``i`` is below the group's size, and every call returns one of its rollout's experiences (rollout
+    ``i % size``, part ``i // size``)."""
 
-    def __init__(self, config, agent: str):
-        self.config, self.agent, self.open = config, agent, {}
+    def __init__(self, config, agent: str, slots: int):
+        self.config, self.agent, self.slots = config, agent, slots
+        self.size = config.rl.samples_per_problem
+        self.open: dict = {}
 
-    async def join(self, key: str, transcript):
-        """(The transcript's reward, its advantage for the trained agent or None where it wrote nothing), once the
-        whole group has ended."""
+    def _entry(self, key) -> dict:
+        return self.open.setdefault(key, {"members": {}, "done": asyncio.get_running_loop().create_future(),
+                                          "served": 0})
+
+    def add(self, key, index: int, transcript, prompt, label) -> None:
+        """Rollout ``index`` of group ``key`` has ended; the last one computes the group's experiences."""
         from longshort.rl.rewards import advantages, rewards
 
-        members, done = self.open.setdefault(key, ([], asyncio.get_running_loop().create_future()))
-        index = len(members)
-        members.append(transcript)
-        if len(members) == self.config.rl.samples_per_problem:
-            del self.open[key]
+        entry = self._entry(key)
+        entry["members"][index] = transcript
+        if len(entry["members"]) == self.size:
+            members = [entry["members"][i] for i in range(self.size)]
             try:
                 scored = rewards(members, self.config.rl.reward)
-                done.set_result(list(zip(scored, advantages(members, scored, self.agent, self.config.rl.advantage))))
-            except Exception as e:  # every sample of the group hears of it
-                done.set_exception(e)
-        return (await done)[index]
+                entry["done"].set_result([episodes(t, self.agent, r, a, prompt, label, self.slots) for t, r, a in
+                                          zip(members, scored, advantages(members, scored, self.agent,
+                                                                          self.config.rl.advantage))])
+            except Exception as e:  # every call of the group hears of it
+                entry["done"].set_exception(e)
+
+    def fail(self, key, error: Exception) -> None:
+        """A rollout of group ``key`` broke: the calls waiting for the group fail with it instead of hanging."""
+        done = self._entry(key)["done"]
+        if not done.done():
+            done.set_exception(error)
+
+    async def experience(self, key, index: int, part: int) -> dict:
+        """Part ``part`` of rollout ``index``'s experiences, once the whole group has ended."""
+        entry = self._entry(key)
+        try:
+            return (await entry["done"])[index][part]
+        finally:
+            entry["served"] += 1
+            if entry["served"] == self.size * self.slots:
+                del self.open[key]
 
 
 class AgentExecutor(AgentExecutorBase):
@@ -140,6 +163,7 @@ class AgentExecutor(AgentExecutorBase):
         self.setup = None
         self.lock = asyncio.Lock()
         self.samples = itertools.count()  # OpenRLHF does not say which of a prompt's samples it asks for
+        self.arrivals: collections.Counter = collections.Counter()  # calls per label so far
 
     async def _setup(self, tokenizer, max_length: int) -> dict:
         """The config, protocol and partner handle, made once per engine."""
@@ -149,7 +173,7 @@ class AgentExecutor(AgentExecutorBase):
 
                 from longshort.config import load_config
                 from longshort.protocol import Protocol
-                from longshort.rl.experience import rollout_settings
+                from longshort.rl.experience import most_segments, rollout_settings
 
                 config = load_config(os.environ["LONGSHORT_CONFIG"])
                 trained = os.environ["LONGSHORT_TRAINED"]
@@ -166,67 +190,93 @@ class AgentExecutor(AgentExecutorBase):
                                        f"{config.rl.partner_timeout_s:g} s (rl.partner_timeout_s): Ray found no room "
                                        f"for {model.num_gpus:g} GPUs and {model.num_cpus:g} CPUs beside the trained "
                                        "agent's, or its model is slow to load") from None
-                solve, sampling = rollout_settings(config, step=0)
-                self.setup = {"config": config, "trained": trained, "partner": partner, "solve": solve,
-                              "sampling": sampling, "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
-                                                                                        config.model(trained).path),
+                slots = most_segments(config)
+                self.setup = {"config": config, "trained": trained, "partner": partner,
+                              "settings": {p: rollout_settings(config, 0, p) for p in config.rl.policies},
+                              "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
+                                                                  config.model(trained).path),
                               "partner_agent": PartnerAgent(handle, partner, min(info["max_context"], max_length),
                                                             config.rl.partner_timeout_s),
-                              "groups": Groups(config, trained)}
+                              "calls": config.rl.samples_per_problem * slots,
+                              "groups": Groups(config, trained, slots)}
         return self.setup
 
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
-        from longshort.orchestrator import Orchestrator
         from longshort.problem import Problem
 
+        arrival = self.arrivals[label]  # counted before anything is awaited: a prompt's calls start in order
+        self.arrivals[label] += 1
         try:
             problem = Problem.from_dict(json.loads(label))
         except (json.JSONDecodeError, TypeError, KeyError) as e:
             raise ValueError(f"the label of prompt {prompt[:60]!r} is not a longshort problem (JSON text); launch "
                              f"with --data.label_key label on the prompts rl/openrlhf_rl.py writes: {e}") from None
         setup = await self._setup(hf_tokenizer, max_length)
-        trained, partner = setup["trained"], setup["partner"]
+        groups = setup["groups"]
+        group, call = divmod(arrival, setup["calls"])
+        key, (part, index) = (label, group), divmod(call, groups.size)
+        if part == 0:  # this call plays rollout ``index``; the group's other calls carry its further segments
+            try:
+                transcript = await self._play(problem, setup, hf_tokenizer, llm_engine, max_length)
+            except Exception as e:
+                groups.fail(key, e)
+                raise
+            groups.add(key, index, transcript, prompt, label)
+        return await groups.experience(key, index, part)
+
+    async def _play(self, problem, setup: dict, hf_tokenizer, llm_engine, max_length: int):
+        """One rollout of ``problem``, under ``rl.policy`` or (Mix-RL) a policy of ``rl.mix`` drawn for it."""
+        from longshort.orchestrator import Orchestrator
+        from longshort.rl.experience import rollout_policy
+
+        sample = next(self.samples)
+        config, trained, partner = setup["config"], setup["trained"], setup["partner"]
+        solve, sampling = setup["settings"][rollout_policy(config, 0, problem.id, sample)]
         agents = {trained: EngineAgent(trained, llm_engine, max_length, hf_tokenizer.eos_token_id),
                   partner: setup["partner_agent"]}
-        orchestrator = Orchestrator(agents, hf_tokenizer, setup["protocol"], setup["solve"], setup["sampling"])
-        transcript = orchestrator.start((problem, next(self.samples)))
+        orchestrator = Orchestrator(agents, hf_tokenizer, setup["protocol"], solve, sampling)
+        transcript = orchestrator.start((problem, sample))
         while (step := orchestrator.next_step(transcript)) is not None:
             orchestrator.apply(step, await agents[step.agent].complete(step.request))
         orchestrator.finish(transcript)
-        reward, advantage = await setup["groups"].join(label, transcript)
-        return episode(transcript, trained, reward, advantage, prompt, label)
+        return transcript
 
 
-def episode(transcript, trained: str, reward, advantage: float | None, prompt, label) -> dict:
-    """What OpenRLHF's executor returns for one sample: the unfolded token sequence, the ranges of the trained
-    agent's own tokens, their sampling log-probs (0 elsewhere), and as its "reward" the trained agent's advantage
-    (0 where it wrote nothing, and so has no tokens to learn): OpenRLHF runs with its ``flash_reinforce`` estimator,
-    which only subtracts the batch's mean reward, 0 for advantages centered in each group, and whitens nothing.
-    The pair's reward goes to the logs as ``pair_reward``."""
-    from longshort.memory import render
+def episodes(transcript, trained: str, reward, advantage: float | None, prompt, label, slots: int) -> list[dict]:
+    """What OpenRLHF's executor returns for one rollout, one experience per call of its ``slots``: first each
+    sample rl/samples.py makes of it for the trained agent, as the local backend trains it (the unfolded
+    transcript, or under a folding policy one sample per segment, each with the context its segment was written
+    in), as token ids, the ranges of the trained agent's own tokens and their sampling log-probs (0 elsewhere);
+    then, for the slots left over, the prompt alone, with no token to learn. Each carries as its "reward" the
+    trained agent's advantage (0 where it wrote nothing): OpenRLHF runs with its ``flash_reinforce`` estimator,
+    which only subtracts the batch's mean reward, and whitens nothing; that mean is 0, since the advantages are
+    centered in each group and every rollout fills the same number of slots. Each also carries the rollout's
+    logs (``pair_reward``, ...), so that their means over the batch are the rollouts' means."""
     from longshort.rl.samples import rl_samples
 
     samples = rl_samples(transcript, trained, 0.0)
-    ids = render(transcript)
-    mask = samples[0].action_mask if samples else [0] * len(ids)
-    logprobs = samples[0].logprobs if samples else [0.0] * len(ids)
+    if len(samples) > slots:
+        raise RuntimeError(f"a rollout of problem {transcript.problem.id} has {len(samples)} segments for the "
+                           f"{trained} agent, more than the {slots} experiences the launcher made room for")
+    empty = list(transcript.prompt_ids)
+    parts = [(s.input_ids, s.action_mask, s.logprobs) for s in samples]
+    parts += [(empty, [0] * len(empty), [0.0] * len(empty))] * (slots - len(samples))
+    logs = {"pair_reward": reward.total, "correct": float(reward.correct), "answered": float(reward.valid),
+            "long_tokens": float(transcript.tokens("long")), "short_tokens": float(transcript.tokens("short")),
+            "segments": float(len(samples))}
+    return [{"prompt": prompt, "label": label, "observation_tokens": list(ids), "action_ranges": own_ranges(mask),
+             "rollout_log_probs": list(logprobs), "reward": advantage or 0.0, "scores": float(reward.correct),
+             "truncated": transcript.stop_reason == "budget", "extra_logs": dict(logs)}
+            for ids, mask, logprobs in parts]
+
+
+def own_ranges(mask: list[int]) -> list[tuple[int, int]]:
+    """The [start, end) ranges where ``mask`` is 1."""
     ranges, start = [], None
-    for position, own in enumerate(mask + [0]):
+    for position, own in enumerate(list(mask) + [0]):
         if own and start is None:
             start = position
         elif not own and start is not None:
             ranges.append((start, position))
             start = None
-    return {
-        "prompt": prompt,
-        "label": label,
-        "observation_tokens": ids,
-        "action_ranges": ranges,
-        "rollout_log_probs": logprobs,
-        "reward": advantage or 0.0,
-        "scores": float(reward.correct),
-        "truncated": transcript.stop_reason == "budget",
-        "extra_logs": {"pair_reward": reward.total, "correct": float(reward.correct), "answered": float(reward.valid),
-                       "long_tokens": float(transcript.tokens("long")),
-                       "short_tokens": float(transcript.tokens("short"))},
-    }
+    return ranges

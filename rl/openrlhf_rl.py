@@ -11,7 +11,10 @@ rl/rewards.py, computed over each problem's group of samples, and the ``flash_re
 through (it subtracts the batch's mean, which is 0 for them, and whitens nothing); ``rl.max_grad_norm`` clips the
 gradient; the learning rate is constant, as the local optimizer's (OpenRLHF's default cosine schedule with warm-up
 would start again every round); ``rl.clip``, ``rl.kl_coef`` (k3, as a loss) and ``rl.updates_per_step`` map to
-their flags. What cannot be made equal is refused: folding, the ``mc`` router, ``rl.turn_credit`` and the
+their flags. A folding rollout (Fold-RL, Mix-RL) trains as one sample per segment, each with its own context, as
+on the local backend: since OpenRLHF takes one sequence per executor call, each rollout gets as many calls as it
+can have segments (rl/experience.py's ``most_segments``), and the calls its segments leave over carry the prompt
+alone, with nothing to learn. What cannot be made equal is refused: the ``mc`` router, ``rl.turn_credit`` and the
 ``reinforce_baseline`` estimator, whose scale is the whole step's batch, which no executor sees. ``rl.steps``,
 ``rl.train`` and ``--eval-limit`` do not apply here: the run is ``rounds`` × 2 × ``alternate_every`` steps.
 
@@ -39,14 +42,7 @@ from longshort.protocol import AGENTS
 
 def check(config: Config) -> None:
     cfg = config.rl
-    from longshort.memory import POLICIES
     from longshort.routers import ROUTERS
-
-    if cfg.policy == "mix" or POLICIES[cfg.policy].folds:
-        raise ValueError(f"{config.source}: rl.policy {cfg.policy!r}: OpenRLHF's agent executor returns one token "
-                         "sequence per sample, and a folded transcript trains as one sample per segment, each with "
-                         "its own context; its backend runs unfolded transcripts only (unfold, or unfold-summaries, "
-                         "Accordion's Unfold); use the local backend for Fold-RL and Mix-RL")
 
     if ROUTERS[cfg.router].looks_ahead:
         raise ValueError(f"{config.source}: the {cfg.router} router needs batched lookahead on both agents; use "
@@ -57,11 +53,15 @@ def check(config: Config) -> None:
     if cfg.turn_credit:
         raise ValueError(f"{config.source}: rl.turn_credit needs per-token advantages, which OpenRLHF's executor "
                          "interface does not carry (it takes one reward per sample); set it to 0")
-    batch, per_pass = cfg.problems_per_step * cfg.samples_per_problem, cfg.micro_batch_size * cfg.num_gpus
+    from longshort.rl.experience import most_segments
+
+    slots = most_segments(config)
+    batch, per_pass = cfg.problems_per_step * cfg.samples_per_problem * slots, cfg.micro_batch_size * cfg.num_gpus
     if batch % per_pass:
-        raise ValueError(f"{config.source}: rl.problems_per_step × samples_per_problem ({batch}) must be a multiple "
-                         f"of micro_batch_size × num_gpus ({per_pass}): DeepSpeed splits each step's samples evenly "
-                         "into micro-batches on every GPU")
+        folded = f" × {slots} experiences a folding rollout takes (solve.memory.max_rounds + 1)" if slots > 1 else ""
+        raise ValueError(f"{config.source}: rl.problems_per_step × samples_per_problem{folded} ({batch}) must be a "
+                         f"multiple of micro_batch_size × num_gpus ({per_pass}): DeepSpeed splits each step's samples "
+                         "evenly into micro-batches on every GPU")
 
 
 def prompts_file(config: Config, problems, index: int, path: Path) -> Path:
@@ -91,7 +91,10 @@ def ppo_command(config: Config, agent: str, actor: str, prompts: Path, run_dir: 
     """``python -m openrlhf.cli.train_ppo_ray`` with the flags of 0.11.2 for one round of ``agent``, from the
     checkpoint ``actor``; the interpreter is this one (the job runs in the environment longshort runs in, at the
     same path on every node)."""
+    from longshort.rl.experience import most_segments
+
     cfg = config.rl
+    calls = cfg.samples_per_problem * most_segments(config)  # a prompt's calls to the agent executor
     kl = ["--algo.kl.use_loss", "--algo.kl.estimator", "k3",
           "--ref.num_nodes", "1", "--ref.num_gpus_per_node", str(cfg.num_gpus)] if cfg.kl_coef > 0 else []
     # every turn's prompt is the transcript so far: without the cache each turn prefills it all again (OpenRLHF
@@ -106,11 +109,11 @@ def ppo_command(config: Config, agent: str, actor: str, prompts: Path, run_dir: 
         "--data.label_key", "label",
         "--data.max_len", str(cfg.max_len),
         "--rollout.batch_size", str(cfg.problems_per_step),
-        "--rollout.n_samples_per_prompt", str(cfg.samples_per_problem),
+        "--rollout.n_samples_per_prompt", str(calls),
         "--rollout.micro_batch_size", str(cfg.micro_batch_size),
         "--rollout.temperature", str(cfg.temperature),
         "--rollout.top_p", "1.0",
-        "--train.batch_size", str(cfg.problems_per_step * cfg.samples_per_problem),
+        "--train.batch_size", str(cfg.problems_per_step * calls),
         "--train.micro_batch_size", str(cfg.micro_batch_size),
         "--train.max_epochs", str(cfg.updates_per_step),
         "--train.num_episodes", "1",

@@ -199,7 +199,7 @@ def _run_claimed(config: Config, begin: Config, out: Path, eval_limit: int | Non
         from longshort.eval.run_benchmarks import before_after
 
         # the pair under the policy it trained in, or (Mix-RL) under each policy of the mix
-        pairs = [mode_name(cfg.router, policy) for policy in (cfg.mix if cfg.policy == "mix" else [cfg.policy])]
+        pairs = [mode_name(cfg.router, policy) for policy in cfg.policies]
         result |= before_after(begin, after, eval_limit, out / "eval", pairs, log)
         result["change"] = {pair: change(result["before"][pair], result["after"][pair]) for pair in pairs}
         (out / "eval" / "summary.json").write_text(json.dumps(result, indent=2))

@@ -55,7 +55,8 @@ def edited(tmp_path, name: str, **changes) -> str:
 def test_an_inconsistent_config_is_refused_with_each_problem_named(tmp_path, capsys):
     path = edited(tmp_path, "qwen2.5-7b.yaml", solve__max_turns=64, solve__memory__segment_budget=40000,
                   solve__memory__fold_after=40000, coldstart__segment_tokens=40000, coldstart__rewrite="keep",
-                  scoring__continue_tokens=100, long__text={"answer_prompt": "x"}, rl__max_len=8192)
+                  scoring__continue_tokens=100, long__text={"answer_prompt": "x"}, rl__max_len=8192,
+                  rl__gap_every=10)
     data = yaml.safe_load(Path(path).read_text())
     data["long"]["format"] = "protocol"
     Path(path).write_text(yaml.safe_dump(data))
@@ -67,7 +68,8 @@ def test_an_inconsistent_config_is_refused_with_each_problem_named(tmp_path, cap
     for dead in ("coldstart.rewrite_tokens has no effect: coldstart.rewrite is keep",
                  "scoring.continue_tokens has no effect: scoring.policy is answer",
                  "long.text has no effect: the model speaks the protocol",
-                 "rl.max_len (8192) cannot hold a whole transcript"):
+                 "rl.max_len (8192) cannot hold a whole unfold sample",
+                 "rl.gap_every has no effect: rl.backend is openrlhf"):
         assert dead in err, dead
 
 

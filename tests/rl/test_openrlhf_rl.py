@@ -21,9 +21,11 @@ pytest.importorskip("openrlhf.utils.agent", reason="openrlhf (installed with --n
 REPO = Path(__file__).resolve().parents[2]
 
 
-def openrlhf_config(tiny_config, tmp_path, **rl) -> Path:
-    """configs/tiny.yaml with absolute paths, the OpenRLHF backend, written inside ``tmp_path``."""
+def openrlhf_config(tiny_config, tmp_path, memory: dict | None = None, **rl) -> Path:
+    """configs/tiny.yaml with absolute paths, the OpenRLHF backend, ``memory`` over ``solve.memory``, written inside
+    ``tmp_path``."""
     data = yaml.safe_load(Path(tiny_config.source).read_text())
+    data["solve"]["memory"].update(memory or {})
     for agent in ("long", "short"):
         data[agent]["path"] = tiny_config.model(agent).path
     data["tiny"]["out_dir"] = tiny_config.tiny.out_dir
@@ -103,6 +105,23 @@ def test_the_jobs_parse_with_the_pinned_train_ppo_ray_parser(tiny_config, tmp_pa
     assert partners == [tiny_config.short.path, round1_long, round1_short, round2_long]  # the partner's latest
 
 
+def test_a_folding_run_asks_openrlhf_for_an_experience_per_segment_a_rollout_can_have(tiny_config, tmp_path,
+                                                                                       monkeypatch, openrlhf_parser):
+    """Mix-RL with at most 3 folds: each rollout takes 4 executor calls (its most segments), so a prompt's samples
+    and a step's batch are 4 times the group's; the step's prompts stay problems_per_step."""
+    from longshort.config import load_config
+    from longshort.rl.experience import training_problems
+    from longshort.rl.openrlhf_rl import jobs
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(openrlhf_config(tiny_config, tmp_path, {"max_rounds": 3}, policy="mix"))
+    (_, command), *_ = jobs(config, tmp_path / "rl", training_problems(config))
+    args = vars(openrlhf_parser("train_ppo_ray").parse_args(command[command.index("--") + 4:]))
+    assert args["rollout.n_samples_per_prompt"] == config.rl.samples_per_problem * 4 == 16
+    assert args["rollout.batch_size"] == config.rl.problems_per_step
+    assert args["train.batch_size"] == config.rl.problems_per_step * 16
+
+
 def test_what_openrlhf_cannot_train_as_the_local_backend_does_is_refused(tiny_config, tmp_path, monkeypatch):
     from longshort.config import load_config
     from longshort.rl.openrlhf_rl import check
@@ -111,10 +130,12 @@ def test_what_openrlhf_cannot_train_as_the_local_backend_does_is_refused(tiny_co
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"\(12\) must be a multiple of micro_batch_size × num_gpus \(8\)"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, problems_per_step=3, micro_batch_size=4)))
-    for policy in ("fold-restart", "fold-append", "mix"):
-        with pytest.raises(ValueError, match="unfolded transcripts only"):
-            check(load_config(openrlhf_config(tiny_config, tmp_path, policy=policy)))
-    check(load_config(openrlhf_config(tiny_config, tmp_path, policy="unfold-summaries")))  # one sequence a sample
+    # a folding rollout takes max_rounds + 1 experiences: 4 × 4 × 3 divides by 4 only when max_rounds + 1 does
+    check(load_config(openrlhf_config(tiny_config, tmp_path, {"max_rounds": 3}, policy="mix")))
+    with pytest.raises(ValueError, match=r"× 3 experiences a folding rollout takes .*\(48\) must be a multiple of "
+                                         r"micro_batch_size × num_gpus \(32\)"):
+        check(load_config(openrlhf_config(tiny_config, tmp_path, {"max_rounds": 2}, policy="fold-append",
+                                          micro_batch_size=16)))
     with pytest.raises(ValueError, match="mc router"):
         check(load_config(openrlhf_config(tiny_config, tmp_path, router="mc")))
     with pytest.raises(ValueError, match="turn_credit"):
@@ -229,10 +250,10 @@ def load_agent_file():
     return module
 
 
-def executor_env(tiny_config, tmp_path, monkeypatch, trained: str, **rl) -> Path:
+def executor_env(tiny_config, tmp_path, monkeypatch, trained: str, memory: dict | None = None, **rl) -> Path:
     """The job's environment for an executor training ``trained`` (the launcher sets it); returns the run config."""
     monkeypatch.chdir(REPO)
-    config_path = openrlhf_config(tiny_config, tmp_path, temperature=1.0, **rl)
+    config_path = openrlhf_config(tiny_config, tmp_path, memory, temperature=1.0, **rl)
     partner = "short" if trained == "long" else "long"
     monkeypatch.setenv("LONGSHORT_CONFIG", str(config_path))
     monkeypatch.setenv("LONGSHORT_TRAINED", trained)
@@ -241,28 +262,31 @@ def executor_env(tiny_config, tmp_path, monkeypatch, trained: str, **rl) -> Path
     return config_path
 
 
-def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int, module=None, **rl):
-    """``count`` training problems × ``rl.samples_per_problem`` samples, all at once, through a fresh executor
-    training ``trained``, as OpenRLHF's rollout actor calls it: (the transcript of each result by ``id(result)``, the
-    executor's results, the run config). The executor builds vLLM's SamplingParams, so vLLM must be installed."""
+def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int, module=None,
+                 memory: dict | None = None, **rl):
+    """``count`` training problems × OpenRLHF's samples per prompt (``rl.samples_per_problem`` × the experiences a
+    rollout takes), all at once, through a fresh executor training ``trained``, as OpenRLHF's rollout actor calls it:
+    (the transcript of each result by ``id(result)``, the executor's results, the run config). The executor builds
+    vLLM's SamplingParams, so vLLM must be installed."""
     pytest.importorskip("vllm")
     from longshort.agents.hf_backend import HFBackend
     from longshort.config import load_config
     from longshort.data.tiny_world import as_problem, problems
+    from longshort.rl.experience import most_segments
 
-    config = load_config(executor_env(tiny_config, tmp_path, monkeypatch, trained, **rl))
+    config = load_config(executor_env(tiny_config, tmp_path, monkeypatch, trained, memory, **rl))
     module = module or load_agent_file()
     executor = module.AgentExecutor()
     engine = HFEngine(HFBackend(tiny_config.model(trained), trained))
     seen = {}
-    episode = module.episode
+    episodes = module.episodes
 
     def remember(transcript, *args):
-        result = episode(transcript, *args)
-        seen[id(result)] = transcript
-        return result
+        results = episodes(transcript, *args)
+        seen.update((id(result), transcript) for result in results)
+        return results
 
-    monkeypatch.setattr(module, "episode", remember)
+    monkeypatch.setattr(module, "episodes", remember)
     params = SimpleNamespace(temperature=1.0, top_p=1.0, max_tokens=None, logprobs=None, stop_token_ids=None,
                              seed=None)
 
@@ -270,7 +294,7 @@ def run_executor(tiny_config, tmp_path, monkeypatch, trained: str, count: int, m
         jobs = []
         for i, p in enumerate(problems(tiny_config.tiny).train[:count]):
             problem = as_problem(p, i)
-            for _ in range(config.rl.samples_per_problem):
+            for _ in range(config.rl.samples_per_problem * most_segments(config)):
                 jobs.append(executor.execute(problem.question, json.dumps(problem.to_dict()), params, 512,
                                              engine.backend.tokenizer, engine))
         return await asyncio.wait_for(asyncio.gather(*jobs), 600)  # a hang fails here
@@ -365,8 +389,9 @@ def test_a_partner_that_does_not_answer_fails_the_episode_naming_the_timeout(tin
 @pytest.mark.parametrize("trained", ["long", "short"])
 def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(tiny_config, tmp_path, monkeypatch,
                                                                               local_ray, trained):
-    """Each sample: the transcript's unfolded ids, the trained agent's ranges and log-probs, and as its reward the
-    advantage rl/rewards.py gives it within its problem's group, as the local backend would train it."""
+    """Each sample: the transcript's unfolded ids (the prompt alone where the trained agent wrote nothing), the
+    trained agent's ranges and log-probs, and as its reward the advantage rl/rewards.py gives it within its
+    problem's group, as the local backend would train it."""
     from longshort.memory import render
     from longshort.rl.rewards import advantages, rewards
 
@@ -379,12 +404,14 @@ def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(t
     for out in results:
         transcript = seen[id(out)]
         groups.setdefault(transcript.problem.id, []).append((out, transcript))
-        assert out["observation_tokens"] == render(transcript, "unfold")
+        wrote = any(u.agent == trained for u in transcript.turns)
+        assert out["observation_tokens"] == (render(transcript, "unfold") if wrote else transcript.prompt_ids)
         trained_ids = [out["observation_tokens"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert trained_ids == [i for u in transcript.turns if u.agent == trained for i in u.token_ids]
         logged = [out["rollout_log_probs"][i] for a, b in out["action_ranges"] for i in range(a, b)]
         assert logged == [lp for u in transcript.turns if u.agent == trained for lp in u.logprobs]
-        assert set(out["extra_logs"]) == {"pair_reward", "correct", "answered", "long_tokens", "short_tokens"}
+        assert set(out["extra_logs"]) == {"pair_reward", "correct", "answered", "long_tokens", "short_tokens",
+                                          "segments"}
     for group in groups.values():
         transcripts = [t for _, t in group]
         scored = rewards(transcripts, config.rl.reward)
@@ -395,21 +422,56 @@ def test_the_executor_plays_the_protocol_and_returns_the_trained_agents_tokens(t
 
 
 @pytest.mark.vllm
-def test_openrlhf_turns_an_episode_into_an_experience_masking_all_but_the_trained_agents_tokens(
-        tiny_config, tmp_path, monkeypatch, local_ray):
-    pytest.importorskip("vllm")
+@pytest.mark.parametrize("trained, policy, summarizer", [("long", "unfold", "long"), ("short", "mix", "short"),
+                                                         ("short", "fold-restart", "short")])
+def test_openrlhf_turns_each_rollout_into_the_samples_the_local_backend_trains(tiny_config, tmp_path, monkeypatch,
+                                                                              local_ray, trained, policy, summarizer):
+    """Through OpenRLHF's own experience conversion, a prompt's experiences are its rollouts' RL samples as the local
+    backend builds them (rl/samples.py: one unfolded; one per segment, each in its own context, under folding; Fold
+    or Unfold drawn per rollout under Mix-RL), each with its rollout's advantage as its reward, then the prompt alone
+    with nothing to learn for the calls left over. Each prompt yields exactly its n_samples_per_prompt experiences and
+    the batch's rewards have mean 0, so OpenRLHF's flash_reinforce passes them through unchanged."""
     from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 
+    from longshort.rl.experience import most_segments
+    from longshort.rl.rewards import advantages, rewards
     from longshort.rl.samples import rl_samples
 
-    seen, results, _ = run_executor(tiny_config, tmp_path, monkeypatch, "short", 2)
-    for out in results:
-        (ours,) = rl_samples(seen[id(out)], "short", 0.0)
-        experience = SamplesGenerator._process_response_into_experience(None, out, max_len=512)
-        assert experience.sequences[0].tolist() == ours.input_ids
-        assert experience.action_mask[0].tolist() == ours.action_mask[1:]  # its mask is shifted by one
-        assert experience.rollout_log_probs[0].tolist() == pytest.approx(ours.logprobs[1:])
-        assert experience.info["reward"].item() == pytest.approx(out["reward"])
+    # a fold after each thought, summarized by the trained agent, which so writes in several segments
+    memory = {"fold_after": 4, "segment_budget": 24, "max_rounds": 3, "summarizer": summarizer}
+    seen, results, config = run_executor(tiny_config, tmp_path, monkeypatch, trained, 2, memory=memory, policy=policy,
+                                         router="alternate")
+    size, slots = config.rl.samples_per_problem, most_segments(config)
+    assert slots == (1 if policy == "unfold" else 4)
+    assert len(results) == 2 * size * slots
+    rollouts, total = [], 0.0
+    for start in range(0, len(results), size * slots):  # one prompt's calls, in the order they were made
+        calls = results[start:start + size * slots]
+        transcripts = [seen[id(out)] for out in calls[:size]]
+        assert all(seen[id(out)] is transcripts[i % size] for i, out in enumerate(calls))
+        expected = advantages(transcripts, rewards(transcripts, config.rl.reward), trained, config.rl.advantage)
+        for i, out in enumerate(calls):
+            transcript, part, advantage = transcripts[i % size], i // size, expected[i % size] or 0.0
+            ours = rl_samples(transcript, trained, advantage)
+            experience = SamplesGenerator._process_response_into_experience(None, out, max_len=512)
+            if part < len(ours):
+                sample = ours[part]
+                assert experience.sequences[0].tolist() == sample.input_ids
+                assert experience.action_mask[0].tolist() == sample.action_mask[1:]  # its mask is shifted by one
+                assert experience.rollout_log_probs[0].tolist() == pytest.approx(sample.logprobs[1:])
+                assert sample.advantages == pytest.approx([experience.info["reward"].item()] * len(sample.input_ids))
+            else:
+                assert experience.sequences[0].tolist() == transcript.prompt_ids
+                assert not experience.action_mask.any()
+            assert experience.info["reward"].item() == pytest.approx(advantage)
+            assert out["extra_logs"]["segments"] == len(ours)
+            total += out["reward"]
+        rollouts += [(t, rl_samples(t, trained, 0.0)) for t in transcripts]
+    assert total == pytest.approx(0.0, abs=1e-9)  # flash_reinforce subtracts the batch mean: 0
+    if policy != "unfold":
+        assert any(len(samples) > 1 for _, samples in rollouts)  # rollouts that folded, trained per segment
+    if policy == "mix":
+        assert {t.memory for t, _ in rollouts} == set(config.rl.mix)
 
 
 class RemoteEngine:
@@ -501,15 +563,15 @@ def play(engine, tokenizer, chosen) -> list[list[dict]]:
     for problem, episodes in zip(chosen, by_prompt):
         assert len(episodes) == 4 and {e["label"] for e in episodes} == {json.dumps(problem.to_dict())}
         for episode in episodes:
-            ids = episode["observation_tokens"]
+            ids, logs = episode["observation_tokens"], episode["extra_logs"]
+            assert logs["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
+            assert episode["scores"] == logs["correct"] <= logs["answered"]
+            if not episode["action_ranges"]:  # no tokens of the trained agent: the prompt alone, nothing to learn
+                assert episode["reward"] == 0.0 and long_open not in ids and short_open not in ids
+                continue
             first = min(ids.index(t) for t in (long_open, short_open) if t in ids)
             assert ids[first] == long_open
             assert all(ids[start - 1] == short_open for start, _ in episode["action_ranges"])  # after its open tag
-            logs = episode["extra_logs"]
-            assert logs["short_tokens"] == sum(end - start for start, end in episode["action_ranges"])
-            assert episode["scores"] == logs["correct"] <= logs["answered"]
-            if not episode["action_ranges"]:  # no tokens of the trained agent: nothing to learn
-                assert episode["reward"] == 0.0
         assert sum(e["reward"] for e in episodes) == pytest.approx(0.0, abs=1e-9)
     return by_prompt
 
