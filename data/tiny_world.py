@@ -48,6 +48,14 @@ def stamp_of(tiny: TinyWorldConfig, protocol: ProtocolConfig) -> dict:
     return {"hash": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16], "spec": spec}
 
 
+def library_versions() -> dict[str, str]:
+    """The versions a build's models depend on (numerical kernels, tokenization), recorded in its stamp: the same
+    seed in another environment may train other models (constraints.txt pins the measured ones)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "tokenizers", "numpy")}
+
+
 def seed_world(config: Config, seed: int) -> Config:
     """``config`` on the world of another seed: the world and the cold-start and RL run folders move to siblings
     named ``-seedN`` (``artifacts/tiny-seed1``, ``runs/coldstart-seed1``), and every path of the config inside them
@@ -279,7 +287,8 @@ def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
         model.save_pretrained(out / agent)
         log(f"{agent} model: final loss {sum(losses[-20:]) / 20:.3f}")
 
-    stamp = stamp_of(tiny, config.protocol) | {"seconds": round(time.perf_counter() - start, 1)}
+    stamp = stamp_of(tiny, config.protocol) | {"seconds": round(time.perf_counter() - start, 1),
+                                               "versions": library_versions()}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=2))
     log(f"tiny world built in {out} in {stamp['seconds']} s")
     return out

@@ -219,7 +219,8 @@ class Orchestrator:
         A think turn that may fold (``step.think_room``) and opened a summary becomes two turns: the step, and the
         writer's own summary, which begins with the summary tag it wrote (so the rendered ids are exactly the ones
         generated) and is cut and closed at ``summary_cap``. Past its think room without a summary, the turn is cut
-        there, as a turn that may not fold is cut at its budget."""
+        there, as a turn that may not fold is cut at its budget. A turn its budget cut inside an answer (the answer
+        tag written, never closed) ends before that tag: a budget is no protocol error."""
         transcript, p = step.transcript, self.protocol
         tokens, logprobs, reason = completion.token_ids, completion.logprobs, completion.stop_reason
         transcript.peak_context = max(transcript.peak_context, len(step.request.prompt_ids) + len(tokens))
@@ -231,6 +232,9 @@ class Orchestrator:
                 return
             if len(tokens) > room:
                 tokens, logprobs, reason = tokens[:room], logprobs[:room] if logprobs else logprobs, "length"
+        if reason == "length" and p.answer_open_id in tokens:  # a budget cut an answer: the turn ends where it
+            opened = tokens.index(p.answer_open_id)             # opened, and the pair may answer in a later turn
+            tokens, logprobs = tokens[:opened], logprobs[:opened] if logprobs else logprobs
         self._append(step, step.kind, step.forced_ids, tokens, logprobs, reason)
 
     def _self_summary(self, step: _Step, tokens: list[int], logprobs, opened: int) -> None:

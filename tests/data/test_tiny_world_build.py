@@ -4,6 +4,8 @@ the same weights, bit for bit, so a figure measured on it depends on the seed an
 from __future__ import annotations
 
 import hashlib
+import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,8 @@ def test_one_seed_builds_the_same_world_twice_and_another_seed_does_not(tmp_path
     assert digests(second) == built
     changed = {name for name, digest in digests(other).items() if built.get(name) != digest}
     assert {"long/model.safetensors", "short/model.safetensors", "heldout.jsonl"} <= changed
+    versions = json.loads((first / "stamp.json").read_text())["versions"]  # what the same seed depends on besides
+    assert versions == {name: version(name) for name in ("torch", "transformers", "tokenizers", "numpy")}
 
 
 @pytest.mark.heavy

@@ -61,6 +61,21 @@ def test_max_turns_and_the_token_budgets_stop_with_budget(run, words):
     assert all(u.closing_ids == [p.close_id("long")] for u in t.turns)  # a cut turn is closed for the next context
 
 
+def test_an_answer_the_chunk_budget_cuts_ends_the_turn_before_it_and_the_pair_answers_later(run, words):
+    """Cut at chunk_tokens after its answer tag, a turn is not malformed: it keeps what came before the tag (the
+    ids and log-probs the writer generated there) and the next turn may answer."""
+    encode, p = words
+    thought = encode("op1: +4. 3+4=7.")
+    answer = [p.answer_open_id] + encode("7") + [p.answer_close_id]
+    (t,), _ = run(SolveConfig(router="long", chunk_tokens=len(thought) + 2), long=lambda r: (
+        answer if p.close_id("long") in r.prompt_ids else thought + answer))
+    first, second = t.turns
+    assert first.kind == "think" and first.token_ids == thought and first.stop_reason == "length"
+    assert first.closing_ids == [p.close_id("long")]
+    assert first.logprobs == [-1.0] * len(thought)  # the scripted agent gives -1 to each token
+    assert second.kind == "answer" and t.stop_reason == "answered" and t.answer == "7"
+
+
 def test_the_wall_clock_stops_a_transcript_with_timeout(run, words):
     encode, p = words
 
