@@ -40,7 +40,7 @@ def test_every_mode_writes_the_same_reasoning_and_pays_its_re_prefills(tmp_path)
     for r in rows.values():
         assert r["planned_kv_bytes"] <= budget_tokens * kv
         assert r["speedup_vs_unfold"] == pytest.approx(r["reasoning_tok_s"] / rows["unfold"]["reasoning_tok_s"],
-                                                       rel=1e-3)
+                                                       abs=5e-4)  # rounded to 3 decimals
 
 
 def test_the_decode_grid_times_both_decode_paths_against_the_bandwidth_floor(tmp_path):
