@@ -24,7 +24,6 @@ prefill. ``Rollouts`` counts the prompt tokens computed against a naive re-encod
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -35,44 +34,8 @@ from longshort.config import Config, ScoringConfig
 from longshort.jsonl import Appender, completed_keys, gold_text, read_rows, trace_id
 from longshort.problem import Problem
 from longshort.protocol import prompt_ids
-from longshort.rollouts import Estimate, Rollouts, hoeffding
+from longshort.rollouts import ContinueRollouts, Estimate, Rollouts, hoeffding
 from longshort.transcript import Transcript, Turn
-
-
-class ContinueRollouts(Rollouts):
-    """The ``continue`` policy: the scoring agent alone solves on from each state with up to
-    ``scoring.continue_tokens`` new tokens, through the orchestrator; a rollout counts when its answer is the gold."""
-
-    def room(self) -> int:
-        return 1
-
-    def _correct(self, states: list[Transcript], k: int) -> list[int]:
-        from longshort.config import SamplingConfig, SolveConfig
-        from longshort.grader import grade
-        from longshort.orchestrator import Orchestrator
-
-        cfg = self.scoring
-        budget = {"max_long_tokens": cfg.continue_tokens, "max_short_tokens": cfg.continue_tokens}
-        solve = SolveConfig(router=cfg.agent, **budget, max_turns=cfg.continue_tokens,
-                            concurrency=max(1, len(states) * k))
-        sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, seed=self.seed)
-        orchestrator = Orchestrator(self.agents, self.tokenizer, self.protocol, solve, sampling)
-        copies = []
-        for index, state in enumerate(states):
-            for j in range(k):
-                rollout = copy.deepcopy(state)
-                rollout.sample = state.sample * k + j  # the orchestrator seeds each rollout apart
-                copies.append((index, rollout))
-        orchestrator.solve([rollout for _, rollout in copies])
-        self.stats["prefill_tokens"] += orchestrator.stats["prefill_tokens"]
-        self.stats["naive_prefill_tokens"] += orchestrator.stats["naive_prefill_tokens"]
-        correct = [0] * len(states)
-        for index, rollout in copies:
-            self.stats["rollout_tokens"] += rollout.tokens() - states[index].tokens()
-            problem = rollout.problem
-            correct[index] += rollout.answer is not None and grade(problem.kind, rollout.answer, problem.answer,
-                                                                     delimited=True)
-        return correct
 
 
 def chunk_turn(chunk: Chunk, tokenizer, protocol, agent: str, thinking_ids: list[int] | None = None) -> Turn:

@@ -14,7 +14,8 @@ One estimator, two ways to prompt and read an answer, by the agent's ``format``:
 ``answers`` returns the answers ungraded; ``estimate`` grades them against the problem's gold answer: training data
 only (importance labels, RL turn credit, the gold ``mc-oracle`` router that labels states for the learned router).
 This is the estimator the importance scorer (longshort/importance.py), the ``mc`` routers and RL turn credit share;
-the protocol path's ``continue`` policy, which solves on through the orchestrator, lives with the scorer.
+on the protocol path the ``continue`` policy is ``ContinueRollouts``: the scoring agent alone solves on through the
+orchestrator, so a state where nothing is known yet (the first turn) is judged by where it leads, not by a guess.
 
 A state's K rollouts are one request with ``n = K`` and all states go to the backend in one batch, so a backend
 with prefix reuse prefills each state once. ``stats`` counts the prompt tokens computed against a naive
@@ -22,6 +23,7 @@ re-encoding of every rollout's prompt.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -132,3 +134,36 @@ class Rollouts:
             return text if self.continues else self.chat.answer_prompt + text
         answer = self.protocol.answer_ids(ids[:-1]) if ids[-1:] == [self.protocol.answer_close_id] else None
         return None if answer is None else self.tokenizer.decode(answer).strip()
+
+
+class ContinueRollouts(Rollouts):
+    """The ``continue`` policy on the protocol path: the scoring agent alone solves on from each state with up to
+    ``scoring.continue_tokens`` new tokens, through the orchestrator; a rollout's answer is the one it ends with."""
+
+    def room(self) -> int:
+        return 1
+
+    def _answers(self, states: list[Transcript], k: int) -> list[list[str | None]]:
+        from longshort.config import SamplingConfig, SolveConfig
+        from longshort.orchestrator import Orchestrator
+
+        cfg = self.scoring
+        budget = {"max_long_tokens": cfg.continue_tokens, "max_short_tokens": cfg.continue_tokens}
+        solve = SolveConfig(router=cfg.agent, **budget, max_turns=cfg.continue_tokens,
+                            concurrency=max(1, len(states) * k))
+        sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, seed=self.seed)
+        orchestrator = Orchestrator(self.agents, self.tokenizer, self.protocol, solve, sampling)
+        copies = []
+        for index, state in enumerate(states):
+            for j in range(k):
+                rollout = copy.deepcopy(state)
+                rollout.sample = state.sample * k + j  # the orchestrator seeds each rollout apart
+                copies.append((index, rollout))
+        orchestrator.solve([rollout for _, rollout in copies])
+        self.stats["prefill_tokens"] += orchestrator.stats["prefill_tokens"]
+        self.stats["naive_prefill_tokens"] += orchestrator.stats["naive_prefill_tokens"]
+        found: list[list[str | None]] = [[] for _ in states]
+        for index, rollout in copies:
+            self.stats["rollout_tokens"] += rollout.tokens() - states[index].tokens()
+            found[index].append(rollout.answer)
+        return found

@@ -126,12 +126,13 @@ class MonteCarlo(_Deciding):
     looks_ahead = True
 
     def __init__(self, protocol, *, agents, tokenizer, solve, sampling, scoring, max_context, **context):
-        from longshort.rollouts import Rollouts
+        from longshort.rollouts import ContinueRollouts, Rollouts
 
         super().__init__(protocol, scoring=scoring)
         self.agents, self.solve, self.scoring = agents, solve, scoring
         self.max_context = max_context
-        self.rollouts = Rollouts(agents, tokenizer, protocol, scoring, sampling.seed, max_context[scoring.agent])
+        estimator = ContinueRollouts if scoring.policy == "continue" else Rollouts  # solving on, or answering now
+        self.rollouts = estimator(agents, tokenizer, protocol, scoring, sampling.seed, max_context[scoring.agent])
         self.on_decision = None  # called with (state, pick, gain per token by agent) after each decision
 
     def can_decide(self, transcript):

@@ -87,6 +87,27 @@ def test_mc_judges_by_agreement_and_mc_oracle_by_the_gold_answer(config, scripte
         assert orch.stats["router_requests"] > 0 and orch.stats["router_tokens"] > 0
 
 
+def test_mc_under_the_continue_policy_judges_a_state_by_where_solving_on_leads(config, scripted_pair):
+    """Answering at once after the long agent's first thought gives 3 (the scripted rollouts answer 7 only after two
+    think turns), so a chunk seems to help; solving on (``scoring.policy: continue``), the long agent alone reaches 7
+    from every state, so no chunk raises the agreement and each decided turn is left to handoff. The gold answer
+    plays no part: a wrong one changes nothing."""
+    from longshort.problem import Problem
+
+    config = override(config, {"scoring.policy": "continue", "scoring.continue_tokens": 64})
+    gold = Problem("p", "x=3.\nop1: +4.\nFind x modulo m=10.", "7", "unit", "synthetic")
+    wrong = Problem(gold.id, gold.question, "999", gold.source, gold.kind)
+    found = []
+    for problem in (gold, wrong):
+        orch = orchestrator(config, scripted_pair, mode_table(config, "mc/unfold")["mc/unfold"])
+        (t,) = orch.solve([problem])
+        assert orch.router.stats == {"decisions": 3, "long": 0, "short": 0, "fallback": 3}
+        assert orch.router.rollouts.stats["rollout_tokens"] > 0
+        found.append([(u.agent, u.token_ids) for u in t.turns])
+    assert [agent for agent, _ in found[0]] == ["long", "short", "long", "short", "long"]  # handoff's turns
+    assert found[0] == found[1]
+
+
 def test_self_consistency_shares_agree_with_the_majority_of_all_rollouts(config, scripted_pair):
     from longshort.problem import Problem
     from longshort.transcript import Transcript
