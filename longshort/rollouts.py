@@ -137,8 +137,13 @@ class Rollouts:
 
 
 class ContinueRollouts(Rollouts):
-    """The ``continue`` policy on the protocol path: the scoring agent alone solves on from each state with up to
-    ``scoring.continue_tokens`` new tokens, through the orchestrator; a rollout's answer is the one it ends with."""
+    """The ``continue`` policy on the protocol path: from each state the scoring agent alone (or, given ``router``,
+    the pair under that router) solves on with up to ``scoring.continue_tokens`` new tokens per agent, through the
+    orchestrator; a rollout's answer is the one it ends with."""
+
+    def __init__(self, *args, router: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.router = router or self.scoring.agent
 
     def room(self) -> int:
         return 1
@@ -149,7 +154,7 @@ class ContinueRollouts(Rollouts):
 
         cfg = self.scoring
         budget = {"max_long_tokens": cfg.continue_tokens, "max_short_tokens": cfg.continue_tokens}
-        solve = SolveConfig(router=cfg.agent, **budget, max_turns=cfg.continue_tokens,
+        solve = SolveConfig(router=self.router, **budget, max_turns=cfg.continue_tokens,
                             concurrency=max(1, len(states) * k))
         sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, seed=self.seed)
         orchestrator = Orchestrator(self.agents, self.tokenizer, self.protocol, solve, sampling)

@@ -131,8 +131,10 @@ class MonteCarlo(_Deciding):
         super().__init__(protocol, scoring=scoring)
         self.agents, self.solve, self.scoring = agents, solve, scoring
         self.max_context = max_context
-        estimator = ContinueRollouts if scoring.policy == "continue" else Rollouts  # solving on, or answering now
-        self.rollouts = estimator(agents, tokenizer, protocol, scoring, sampling.seed, max_context[scoring.agent])
+        self.rollouts = Rollouts(agents, tokenizer, protocol, scoring, sampling.seed, max_context[scoring.agent])
+        if scoring.policy == "continue":  # solving on as the pair would after this turn: under the fallback router
+            self.rollouts = ContinueRollouts(agents, tokenizer, protocol, scoring, sampling.seed,
+                                             max_context[scoring.agent], router=scoring.router_fallback)
         self.on_decision = None  # called with (state, pick, gain per token by agent) after each decision
 
     def can_decide(self, transcript):

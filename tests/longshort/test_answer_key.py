@@ -89,9 +89,9 @@ def test_mc_judges_by_agreement_and_mc_oracle_by_the_gold_answer(config, scripte
 
 def test_mc_under_the_continue_policy_judges_a_state_by_where_solving_on_leads(config, scripted_pair):
     """Answering at once after the long agent's first thought gives 3 (the scripted rollouts answer 7 only after two
-    think turns), so a chunk seems to help; solving on (``scoring.policy: continue``), the long agent alone reaches 7
-    from every state, so no chunk raises the agreement and each decided turn is left to handoff. The gold answer
-    plays no part: a wrong one changes nothing."""
+    think turns), so a chunk seems to help; solving on as the pair would (``scoring.policy: continue``: both agents
+    under handoff) every rollout reaches 7 from every state, so no chunk raises the agreement and each decided turn
+    is left to handoff. The gold answer plays no part: a wrong one changes nothing."""
     from longshort.problem import Problem
 
     config = override(config, {"scoring.policy": "continue", "scoring.continue_tokens": 64})
