@@ -56,11 +56,18 @@ class _TimedAgent:
         return self.result(self.submit(requests))
 
     def submit(self, requests):
-        """(Also what an orchestrator the router runs calls: ``scoring.policy: continue`` solves on.)"""
-        return requests, time.perf_counter(), self.agent.submit(requests)
+        """(Also what an orchestrator the router runs calls: ``scoring.policy: continue`` solves on.) The time
+        spent inside ``submit`` and ``result`` counts, not the span between them: an orchestrator submits to both
+        agents before it waits for either."""
+        began = time.perf_counter()
+        try:
+            return requests, self.agent.submit(requests)
+        finally:
+            self.stats["backend_s"] += time.perf_counter() - began
 
     def result(self, pending):
-        requests, began, handle = pending
+        requests, handle = pending
+        began = time.perf_counter()
         try:
             results = self.agent.result(handle)
         finally:
