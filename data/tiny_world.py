@@ -48,12 +48,15 @@ def stamp_of(tiny: TinyWorldConfig, protocol: ProtocolConfig) -> dict:
     return {"hash": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16], "spec": spec}
 
 
-def library_versions() -> dict[str, str]:
-    """The versions a build's models depend on (numerical kernels, tokenization), recorded in its stamp: the same
-    seed in another environment may train other models (constraints.txt pins the measured ones)."""
+def build_environment() -> dict[str, str]:
+    """What a build's models depend on besides the config, recorded in its stamp: library versions (constraints.txt
+    pins the measured ones) and the CPU kernels torch dispatches to; the same seed elsewhere may train other models."""
     from importlib.metadata import version
 
-    return {name: version(name) for name in ("torch", "transformers", "tokenizers", "numpy")}
+    import torch
+
+    return {**{name: version(name) for name in ("torch", "transformers", "tokenizers", "numpy")},
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def seed_world(config: Config, seed: int) -> Config:
@@ -288,7 +291,7 @@ def build(config: Config, force: bool = False, log=print, probe=None) -> Path:
         log(f"{agent} model: final loss {sum(losses[-20:]) / 20:.3f}")
 
     stamp = stamp_of(tiny, config.protocol) | {"seconds": round(time.perf_counter() - start, 1),
-                                               "versions": library_versions()}
+                                               "environment": build_environment()}
     (out / "stamp.json").write_text(json.dumps(stamp, indent=2))
     log(f"tiny world built in {out} in {stamp['seconds']} s")
     return out

@@ -24,6 +24,7 @@ prefill. ``Rollouts`` counts the prompt tokens computed against a naive re-encod
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -58,8 +59,13 @@ def make_rollouts(config: Config, hosted) -> Rollouts:
     if model.format == "text":
         chat = ChatFormat.of(model, hosted.tokenizer, scoring.agent)
         return Rollouts(hosted.agents, hosted.tokenizer, hosted.protocol, scoring, config.sampling.seed, chat=chat)
-    estimator = ContinueRollouts if scoring.policy == "continue" else Rollouts
-    return estimator(hosted.agents, hosted.tokenizer, hosted.protocol, scoring, seed=config.sampling.seed)
+    if scoring.policy == "continue":
+        from longshort.orchestrator import rollout_solver
+
+        spawn = functools.partial(rollout_solver, hosted.agents, hosted.tokenizer, hosted.protocol)
+        return ContinueRollouts(hosted.agents, hosted.tokenizer, hosted.protocol, scoring, seed=config.sampling.seed,
+                                spawn=spawn)
+    return Rollouts(hosted.agents, hosted.tokenizer, hosted.protocol, scoring, seed=config.sampling.seed)
 
 
 def scoring_path(config: Config, rollouts: Rollouts) -> str:

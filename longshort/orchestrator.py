@@ -10,6 +10,7 @@ looks ahead from); its budgets then count only the turns and tokens this solve a
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ class Orchestrator:
         # a router's own model calls (the mc router's lookahead) are model time too, not the orchestrator's
         timed = {name: _TimedAgent(agent, self.stats) for name, agent in agents.items()}
         self.router = make_router(solve.router, protocol, agents=timed, tokenizer=tokenizer, solve=solve,
-                                  sampling=sampling, scoring=scoring, max_context=self.max_context)
+                                  sampling=sampling, scoring=scoring, max_context=self.max_context,
+                                  spawn=functools.partial(rollout_solver, timed, tokenizer, protocol))
         self.tag_ids = set(protocol.ids.values())
         self._taken: dict[int, _Taken] = {}  # id(transcript) -> the transcript as this solve took it up
 
@@ -301,3 +303,13 @@ class Orchestrator:
     def _stop(transcript: Transcript, reason: str, error: str) -> None:
         transcript.stop_reason, transcript.error = reason, error
 
+
+def rollout_solver(agents: dict, tokenizer, protocol: Protocol, scoring: ScoringConfig, router: str, seed: int,
+                   concurrency: int) -> Orchestrator:
+    """The orchestrator of rollouts that solve on from a state (``scoring.policy: continue``): ``router`` (the
+    scoring agent alone, or the pair under a fallback router) with up to ``scoring.continue_tokens`` new tokens per
+    agent, sampled as the scorer samples."""
+    budget = {"max_long_tokens": scoring.continue_tokens, "max_short_tokens": scoring.continue_tokens}
+    solve = SolveConfig(router=router, **budget, max_turns=scoring.continue_tokens, concurrency=concurrency)
+    sampling = SamplingConfig(temperature=scoring.temperature, top_p=scoring.top_p, seed=seed)
+    return Orchestrator(agents, tokenizer, protocol, solve, sampling)

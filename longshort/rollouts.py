@@ -139,25 +139,18 @@ class Rollouts:
 class ContinueRollouts(Rollouts):
     """The ``continue`` policy on the protocol path: from each state the scoring agent alone (or, given ``router``,
     the pair under that router) solves on with up to ``scoring.continue_tokens`` new tokens per agent, through the
-    orchestrator; a rollout's answer is the one it ends with."""
+    orchestrator ``spawn(scoring, router, seed, concurrency)`` makes over these agents (orchestrator.rollout_solver);
+    a rollout's answer is the one it ends with."""
 
-    def __init__(self, *args, router: str | None = None, **kwargs):
+    def __init__(self, *args, spawn, router: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.router = router or self.scoring.agent
+        self.spawn, self.router = spawn, router or self.scoring.agent
 
     def room(self) -> int:
         return 1
 
     def _answers(self, states: list[Transcript], k: int) -> list[list[str | None]]:
-        from longshort.config import SamplingConfig, SolveConfig
-        from longshort.orchestrator import Orchestrator
-
-        cfg = self.scoring
-        budget = {"max_long_tokens": cfg.continue_tokens, "max_short_tokens": cfg.continue_tokens}
-        solve = SolveConfig(router=self.router, **budget, max_turns=cfg.continue_tokens,
-                            concurrency=max(1, len(states) * k))
-        sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, seed=self.seed)
-        orchestrator = Orchestrator(self.agents, self.tokenizer, self.protocol, solve, sampling)
+        orchestrator = self.spawn(self.scoring, self.router, self.seed, max(1, len(states) * k))
         copies = []
         for index, state in enumerate(states):
             for j in range(k):

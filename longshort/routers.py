@@ -125,7 +125,7 @@ class MonteCarlo(_Deciding):
 
     looks_ahead = True
 
-    def __init__(self, protocol, *, agents, tokenizer, solve, sampling, scoring, max_context, **context):
+    def __init__(self, protocol, *, agents, tokenizer, solve, sampling, scoring, max_context, spawn, **context):
         from longshort.rollouts import ContinueRollouts, Rollouts
 
         super().__init__(protocol, scoring=scoring)
@@ -134,7 +134,7 @@ class MonteCarlo(_Deciding):
         self.rollouts = Rollouts(agents, tokenizer, protocol, scoring, sampling.seed, max_context[scoring.agent])
         if scoring.policy == "continue":  # solving on as the pair would after this turn: under the fallback router
             self.rollouts = ContinueRollouts(agents, tokenizer, protocol, scoring, sampling.seed,
-                                             max_context[scoring.agent], router=scoring.router_fallback)
+                                             max_context[scoring.agent], spawn=spawn, router=scoring.router_fallback)
         self.on_decision = None  # called with (state, pick, gain per token by agent) after each decision
 
     def can_decide(self, transcript):

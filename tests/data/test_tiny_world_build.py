@@ -9,6 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import torch
 
 from longshort.config import load_config
 
@@ -33,8 +34,9 @@ def test_one_seed_builds_the_same_world_twice_and_another_seed_does_not(tmp_path
     assert digests(second) == built
     changed = {name for name, digest in digests(other).items() if built.get(name) != digest}
     assert {"long/model.safetensors", "short/model.safetensors", "heldout.jsonl"} <= changed
-    versions = json.loads((first / "stamp.json").read_text())["versions"]  # what the same seed depends on besides
-    assert versions == {name: version(name) for name in ("torch", "transformers", "tokenizers", "numpy")}
+    environment = json.loads((first / "stamp.json").read_text())["environment"]  # what one seed depends on besides
+    assert environment == {**{name: version(name) for name in ("torch", "transformers", "tokenizers", "numpy")},
+                           "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 @pytest.mark.heavy
