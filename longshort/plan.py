@@ -164,7 +164,6 @@ def problems(config: Config, raw: dict, traces: str | None = None) -> list[str]:
         if config.rl.max_len < contexts[longest]:
             found.append(f"rl.max_len ({config.rl.max_len}) cannot hold a whole {longest} sample of the budgets "
                          f"({contexts[longest]} with {PROMPT_TOKENS} for the prompt): OpenRLHF would cut the samples")
-    if config.rl.backend == "openrlhf":
         from longshort.rl.openrlhf_rl import check
 
         try:

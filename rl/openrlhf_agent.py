@@ -131,7 +131,7 @@ class Groups:
 
         entry = self._entry(key)
         entry["members"][index] = transcript
-        if len(entry["members"]) == self.size:
+        if len(entry["members"]) == self.size and not entry["done"].done():  # (done: a rollout of it broke)
             members = [entry["members"][i] for i in range(self.size)]
             try:
                 scored = rewards(members, self.config.rl.reward)
