@@ -14,8 +14,9 @@ One estimator, two ways to prompt and read an answer, by the agent's ``format``:
 ``answers`` returns the answers ungraded; ``estimate`` grades them against the problem's gold answer: training data
 only (importance labels, RL turn credit, the gold ``mc-oracle`` router that labels states for the learned router).
 This is the estimator the importance scorer (longshort/importance.py), the ``mc`` routers and RL turn credit share;
-on the protocol path the ``continue`` policy is ``ContinueRollouts``: the scoring agent alone solves on through the
-orchestrator, so a state where nothing is known yet (the first turn) is judged by where it leads, not by a guess.
+on the protocol path the ``continue`` policy is ``ContinueRollouts``: the scoring agent alone (for the scorer) or the
+pair under the fallback router (for the ``mc`` routers) solves on through the orchestrator, so a state where nothing
+is known yet (the first turn) is judged by where it leads, not by a guess.
 
 A state's K rollouts are one request with ``n = K`` and all states go to the backend in one batch, so a backend
 with prefix reuse prefills each state once. ``stats`` counts the prompt tokens computed against a naive

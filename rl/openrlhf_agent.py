@@ -190,15 +190,13 @@ class AgentExecutor(AgentExecutorBase):
                                        f"{config.rl.partner_timeout_s:g} s (rl.partner_timeout_s): Ray found no room "
                                        f"for {model.num_gpus:g} GPUs and {model.num_cpus:g} CPUs beside the trained "
                                        "agent's, or its model is slow to load") from None
-                slots = most_segments(config)
                 self.setup = {"config": config, "trained": trained, "partner": partner,
                               "settings": {p: rollout_settings(config, 0, p) for p in config.rl.policies},
                               "protocol": Protocol.from_tokenizer(config.protocol, tokenizer,
                                                                   config.model(trained).path),
                               "partner_agent": PartnerAgent(handle, partner, min(info["max_context"], max_length),
                                                             config.rl.partner_timeout_s),
-                              "calls": config.rl.samples_per_problem * slots,
-                              "groups": Groups(config, trained, slots)}
+                              "groups": Groups(config, trained, most_segments(config))}
         return self.setup
 
     async def execute(self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None):
@@ -213,7 +211,7 @@ class AgentExecutor(AgentExecutorBase):
                              f"with --data.label_key label on the prompts rl/openrlhf_rl.py writes: {e}") from None
         setup = await self._setup(hf_tokenizer, max_length)
         groups = setup["groups"]
-        group, call = divmod(arrival, setup["calls"])
+        group, call = divmod(arrival, groups.size * groups.slots)  # a prompt's calls
         key, (part, index) = (label, group), divmod(call, groups.size)
         if part == 0:  # this call plays rollout ``index``; the group's other calls carry its further segments
             try:
